@@ -1,0 +1,521 @@
+/* aploss.c: the command-line front end. Subcommands: list, gen, run, verify (see usage()).
+ * The only place that prints and exits: library calls return a status and a message, and an
+ * error here is one line on stderr ("aploss: ...") with a non-zero exit:
+ * 2 for a usage error, 1 for a failed run or a failed verification. */
+#define _GNU_SOURCE
+#include "aploss.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static _Noreturn void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("aploss: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *const usage_main =
+    "usage: aploss <command> [options]\n"
+    "\n"
+    "The AP-Loss core (../shared/SPEC.md): loss and gradient of every variant, checked against\n"
+    "the double-precision reference.\n"
+    "\n"
+    "commands:\n"
+    "  list     every variant, CPU or GPU, whether it can run here, and what it is\n"
+    "  gen      write generated logits and targets as .npy\n"
+    "  run      run one variant on .npy inputs, print a JSON object\n"
+    "  verify   run every variant against the reference, print a table\n"
+    "\n"
+    "'aploss <command> --help' describes each command's options.\n";
+
+static const char *const usage_gen_opts =
+    "  --batch N          images per batch (default 1)\n"
+    "  --anchors N        anchors per image (default 32736, RetinaNet at 512x512)\n"
+    "  --classes N        classes per anchor (default 80, COCO)\n"
+    "  --pos-rate R       probability an anchor is positive (default 0.001)\n"
+    "  --ignore-rate R    probability an anchor is ignored (default 0.01)\n"
+    "  --dist D           score distribution: early, mid or late (default mid)\n"
+    "  --seed S           generator seed (default 12345)\n";
+
+static const char *const usage_gen =
+    "usage: aploss gen --logits L.npy --targets T.npy [generator options]\n"
+    "\n"
+    "Writes generated logits (float32) and targets (int8), shape (batch, anchors, classes).\n"
+    "\n";
+
+static const char *const usage_run =
+    "usage: aploss run --variant NAME --logits L.npy --targets T.npy [--delta D]\n"
+    "                  [--grad-out G.npy]\n"
+    "\n"
+    "Runs one variant and prints one JSON object: variant, loss, positives, valid_negatives,\n"
+    "elements, delta, seconds (the variant's own time, file I/O excluded).\n"
+    "  --delta D          half-width of the step function's ramp, > 0 (default 1)\n"
+    "  --grad-out G.npy   write the gradient (float32, the logits' shape)\n";
+
+static const char *const usage_verify =
+    "usage: aploss verify [--logits L.npy --targets T.npy | generator options] [--delta D]\n"
+    "                     [--variants a,b,...]\n"
+    "\n"
+    "Runs the reference and every available variant (or those named) on the same input and\n"
+    "prints max abs and relative gradient error, loss error, time and pass/fail. Exits 1 if any\n"
+    "variant is outside the SPEC's tolerance (gradient 1e-6 relative to max |grad|, loss 1e-6).\n"
+    "Without --logits/--targets the input is generated:\n";
+
+static const char *const usage_list = "usage: aploss list\n\nLists every variant.\n";
+
+/* ---- option values: strict parsing, a one-line error naming the option ---- */
+
+static double parse_double(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+        die(EXIT_USAGE, "%s '%s': expected a finite number", opt, s);
+    return v;
+}
+
+static unsigned long long parse_uint(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-' || *s == '+')
+        die(EXIT_USAGE, "%s '%s': expected a non-negative integer", opt, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end != '\0' || errno == ERANGE)
+        die(EXIT_USAGE, "%s '%s': expected a non-negative integer", opt, s);
+    return v;
+}
+
+static double parse_delta(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v) || !(v > 0.0))
+        die(EXIT_USAGE, "--delta '%s': expected a finite number > 0", s);
+    return v;
+}
+
+/* ---- inputs: from files or from the generator ---- */
+
+typedef struct {
+    float *logits;
+    int8_t *targets;
+    size_t n;
+    apl_shape shape;
+    char what[256]; /* where the input came from, for the report */
+} input;
+
+static void load_files(input *in, const char *lpath, const char *tpath)
+{
+    apl_error err = {0};
+    apl_shape ts;
+    if (apl_npy_read_logits(lpath, &in->logits, &in->shape, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    if (apl_npy_read_targets(tpath, &in->targets, &ts, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    int same = ts.ndim == in->shape.ndim;
+    for (int d = 0; same && d < ts.ndim; d++)
+        same = ts.dims[d] == in->shape.dims[d];
+    if (!same) {
+        char a[128] = "", b[128] = "";
+        for (int d = 0; d < in->shape.ndim; d++)
+            snprintf(a + strlen(a), sizeof a - strlen(a), "%s%zu", d ? ", " : "", in->shape.dims[d]);
+        for (int d = 0; d < ts.ndim; d++)
+            snprintf(b + strlen(b), sizeof b - strlen(b), "%s%zu", d ? ", " : "", ts.dims[d]);
+        die(EXIT_FAIL, "shape mismatch: %s has shape (%s) but %s has shape (%s)", lpath, a, tpath,
+            b);
+    }
+    in->n = apl_shape_count(&in->shape);
+    snprintf(in->what, sizeof in->what, "%s, %s", lpath, tpath);
+}
+
+static void generate(input *in, const apl_gen_params *g)
+{
+    apl_error err = {0};
+    if (apl_gen_count(g, &in->n, &err) != APL_OK)
+        die(EXIT_USAGE, "%s", err.msg);
+    in->logits = malloc((in->n ? in->n : 1) * sizeof *in->logits);
+    in->targets = malloc(in->n ? in->n : 1);
+    if (!in->logits || !in->targets)
+        die(EXIT_FAIL, "cannot allocate %zu elements for generated input", in->n);
+    if (apl_generate(g, in->logits, in->targets, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    in->shape = (apl_shape){3, {g->batch, g->anchors, g->classes}};
+    snprintf(in->what, sizeof in->what,
+             "generated: batch %zu x anchors %zu x classes %zu, pos-rate %g, ignore-rate %g, "
+             "dist %s, seed %llu",
+             g->batch, g->anchors, g->classes, g->pos_rate, g->ignore_rate, apl_dist_name(g->dist),
+             (unsigned long long)g->seed);
+}
+
+/* Generator options shared by gen and verify; returns 1 if `opt` was one of them. */
+enum { O_BATCH = 256, O_ANCHORS, O_CLASSES, O_POS_RATE, O_IGNORE_RATE, O_DIST, O_SEED, O_LOGITS,
+       O_TARGETS, O_DELTA, O_VARIANT, O_VARIANTS, O_GRAD_OUT, O_HELP };
+#define GEN_LONG_OPTS                                                                            \
+    {"batch", required_argument, 0, O_BATCH}, {"anchors", required_argument, 0, O_ANCHORS},      \
+        {"classes", required_argument, 0, O_CLASSES},                                            \
+        {"pos-rate", required_argument, 0, O_POS_RATE},                                          \
+        {"ignore-rate", required_argument, 0, O_IGNORE_RATE},                                    \
+        {"dist", required_argument, 0, O_DIST}, {"seed", required_argument, 0, O_SEED}
+
+static int gen_option(int opt, const char *arg, apl_gen_params *g)
+{
+    apl_error err = {0};
+    switch (opt) {
+    case O_BATCH: g->batch = (size_t)parse_uint("--batch", arg); return 1;
+    case O_ANCHORS: g->anchors = (size_t)parse_uint("--anchors", arg); return 1;
+    case O_CLASSES: g->classes = (size_t)parse_uint("--classes", arg); return 1;
+    case O_POS_RATE: g->pos_rate = parse_double("--pos-rate", arg); return 1;
+    case O_IGNORE_RATE: g->ignore_rate = parse_double("--ignore-rate", arg); return 1;
+    case O_SEED: g->seed = parse_uint("--seed", arg); return 1;
+    case O_DIST:
+        if (apl_dist_parse(arg, &g->dist, &err) != APL_OK)
+            die(EXIT_USAGE, "--dist: %s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* getopt_long with our own one-line messages. */
+static int next_option(int argc, char **argv, const struct option *longs, const char *cmd)
+{
+    opterr = 0;
+    int opt = getopt_long(argc, argv, "", longs, NULL);
+    if (opt == '?') {
+        const char *bad = argv[optind - 1];
+        if (optopt)
+            die(EXIT_USAGE, "%s: option %s needs a value (see 'aploss %s --help')", cmd, bad, cmd);
+        die(EXIT_USAGE, "%s: unknown option '%s' (see 'aploss %s --help')", cmd, bad, cmd);
+    }
+    if (opt == ':')
+        die(EXIT_USAGE, "%s: option %s needs a value", cmd, argv[optind - 1]);
+    return opt;
+}
+
+static void no_operands(int argc, char **argv, const char *cmd)
+{
+    if (optind < argc)
+        die(EXIT_USAGE, "%s: unexpected argument '%s' (see 'aploss %s --help')", cmd, argv[optind],
+            cmd);
+}
+
+/* ---- list ---- */
+
+static int cmd_list(int argc, char **argv)
+{
+    static const struct option longs[] = {{"help", no_argument, 0, O_HELP}, {0}};
+    int opt;
+    while ((opt = next_option(argc, argv, longs, "list")) != -1)
+        if (opt == O_HELP) {
+            fputs(usage_list, stdout);
+            return 0;
+        }
+    no_operands(argc, argv, "list");
+    size_t count;
+    const apl_variant *v = apl_variants(&count);
+    printf("%-18s %-6s %-12s %-5s %s\n", "variant", "device", "backend", "here", "description");
+    for (size_t i = 0; i < count; i++) {
+        apl_error why = {0};
+        int ok = apl_variant_runnable(&v[i], &why);
+        printf("%-18s %-6s %-12s %-5s %s%s%s%s\n", v[i].name, v[i].device == APL_GPU ? "GPU" : "CPU",
+               v[i].backend, ok ? "yes" : "no", v[i].description, ok ? "" : " [", ok ? "" : why.msg,
+               ok ? "" : "]");
+    }
+    return 0;
+}
+
+/* ---- gen ---- */
+
+static int cmd_gen(int argc, char **argv)
+{
+    static const struct option longs[] = {GEN_LONG_OPTS,
+                                           {"logits", required_argument, 0, O_LOGITS},
+                                           {"targets", required_argument, 0, O_TARGETS},
+                                           {"help", no_argument, 0, O_HELP},
+                                           {0}};
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    const char *lpath = NULL, *tpath = NULL;
+    int opt;
+    while ((opt = next_option(argc, argv, longs, "gen")) != -1) {
+        if (gen_option(opt, optarg, &g))
+            continue;
+        if (opt == O_LOGITS)
+            lpath = optarg;
+        else if (opt == O_TARGETS)
+            tpath = optarg;
+        else if (opt == O_HELP) {
+            printf("%s%s", usage_gen, usage_gen_opts);
+            return 0;
+        }
+    }
+    no_operands(argc, argv, "gen");
+    if (!lpath || !tpath)
+        die(EXIT_USAGE, "gen: --logits and --targets are required (see 'aploss gen --help')");
+    input in = {0};
+    generate(&in, &g);
+    apl_error err = {0};
+    if (apl_npy_write_f32(lpath, in.logits, &in.shape, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    if (apl_npy_write_i8(tpath, in.targets, &in.shape, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    size_t np = 0;
+    for (size_t j = 0; j < in.n; j++)
+        np += in.targets[j] == 1;
+    fprintf(stderr, "aploss: wrote %zu elements (%zu positives) to %s and %s\n", in.n, np, lpath,
+            tpath);
+    free(in.logits);
+    free(in.targets);
+    return 0;
+}
+
+/* ---- run ---- */
+
+static const apl_variant *find_variant(const char *name)
+{
+    const apl_variant *v = apl_variant_find(name);
+    if (!v) {
+        size_t count;
+        const apl_variant *all = apl_variants(&count);
+        char names[512] = "";
+        for (size_t i = 0; i < count; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     all[i].name);
+        die(EXIT_USAGE, "unknown variant '%s' (variants: %s)", name, names);
+    }
+    return v;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option longs[] = {{"variant", required_argument, 0, O_VARIANT},
+                                           {"logits", required_argument, 0, O_LOGITS},
+                                           {"targets", required_argument, 0, O_TARGETS},
+                                           {"delta", required_argument, 0, O_DELTA},
+                                           {"grad-out", required_argument, 0, O_GRAD_OUT},
+                                           {"help", no_argument, 0, O_HELP},
+                                           {0}};
+    const char *vname = NULL, *lpath = NULL, *tpath = NULL, *gpath = NULL;
+    double delta = 1.0;
+    int opt;
+    while ((opt = next_option(argc, argv, longs, "run")) != -1) {
+        switch (opt) {
+        case O_VARIANT: vname = optarg; break;
+        case O_LOGITS: lpath = optarg; break;
+        case O_TARGETS: tpath = optarg; break;
+        case O_DELTA: delta = parse_delta(optarg); break;
+        case O_GRAD_OUT: gpath = optarg; break;
+        case O_HELP: fputs(usage_run, stdout); return 0;
+        }
+    }
+    no_operands(argc, argv, "run");
+    if (!vname || !lpath || !tpath)
+        die(EXIT_USAGE,
+            "run: --variant, --logits and --targets are required (see 'aploss run --help')");
+    const apl_variant *v = find_variant(vname);
+    apl_error err = {0};
+    if (!apl_variant_runnable(v, &err))
+        die(EXIT_FAIL, "%s", err.msg);
+    input in = {0};
+    load_files(&in, lpath, tpath);
+    float *grad = malloc((in.n ? in.n : 1) * sizeof *grad);
+    if (!grad)
+        die(EXIT_FAIL, "cannot allocate the gradient (%zu elements)", in.n);
+    apl_result r;
+    double t0 = now_seconds();
+    apl_status st = apl_run(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+    double secs = now_seconds() - t0;
+    if (st != APL_OK)
+        die(EXIT_FAIL, "%s: %s", v->name, err.msg);
+    if (gpath && apl_npy_write_f32(gpath, grad, &in.shape, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    printf("{\"variant\": \"%s\", \"loss\": %.17g, \"positives\": %zu, \"valid_negatives\": %zu, "
+           "\"elements\": %zu, \"delta\": %.17g, \"seconds\": %.9f}\n",
+           v->name, r.loss, r.positives, r.valid_negatives, in.n, delta, secs);
+    free(grad);
+    free(in.logits);
+    free(in.targets);
+    return 0;
+}
+
+/* ---- verify ---- */
+
+static int selected(const char *list, const char *name)
+{
+    if (!list)
+        return 1;
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        if (l == len && strncmp(p, name, l) == 0)
+            return 1;
+        p += l + (comma != NULL);
+    }
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    static const struct option longs[] = {GEN_LONG_OPTS,
+                                           {"logits", required_argument, 0, O_LOGITS},
+                                           {"targets", required_argument, 0, O_TARGETS},
+                                           {"delta", required_argument, 0, O_DELTA},
+                                           {"variants", required_argument, 0, O_VARIANTS},
+                                           {"help", no_argument, 0, O_HELP},
+                                           {0}};
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    const char *lpath = NULL, *tpath = NULL, *list = NULL;
+    int gen_opts = 0;
+    double delta = 1.0;
+    int opt;
+    while ((opt = next_option(argc, argv, longs, "verify")) != -1) {
+        if (gen_option(opt, optarg, &g)) {
+            gen_opts = 1;
+            continue;
+        }
+        switch (opt) {
+        case O_LOGITS: lpath = optarg; break;
+        case O_TARGETS: tpath = optarg; break;
+        case O_DELTA: delta = parse_delta(optarg); break;
+        case O_VARIANTS: list = optarg; break;
+        case O_HELP: printf("%s%s", usage_verify, usage_gen_opts); return 0;
+        }
+    }
+    no_operands(argc, argv, "verify");
+    if ((lpath != NULL) != (tpath != NULL))
+        die(EXIT_USAGE, "verify: give both --logits and --targets, or neither");
+    if (lpath && gen_opts)
+        die(EXIT_USAGE, "verify: generator options cannot be combined with --logits/--targets");
+    size_t count;
+    const apl_variant *all = apl_variants(&count);
+    if (list) /* every name in the list must exist */
+        for (const char *p = list; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t l = comma ? (size_t)(comma - p) : strlen(p);
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(l < 127 ? l : 127), p);
+            find_variant(name);
+            p += l + (comma != NULL);
+        }
+
+    input in = {0};
+    if (lpath)
+        load_files(&in, lpath, tpath);
+    else
+        generate(&in, &g);
+
+    apl_error err = {0};
+    size_t n1 = in.n ? in.n : 1;
+    double *grad64 = malloc(n1 * sizeof *grad64);
+    float *grad = malloc(n1 * sizeof *grad);
+    if (!grad64 || !grad)
+        die(EXIT_FAIL, "cannot allocate gradients for %zu elements", in.n);
+    apl_result ref;
+    double t0 = now_seconds();
+    if (apl_reference(in.logits, in.targets, in.n, delta, grad64, &ref, &err) != APL_OK)
+        die(EXIT_FAIL, "reference: %s", err.msg);
+    double tref = now_seconds() - t0;
+
+    printf("input: %s\n", in.what);
+    printf("elements %zu, positives %zu, valid negatives %zu, delta %g\n", in.n, ref.positives,
+           ref.valid_negatives, delta);
+    printf("tolerance: max|grad - grad64| <= %g * max|grad64|, |loss - loss64| <= %g\n\n",
+           APL_TOL_GRAD_REL, APL_TOL_LOSS_ABS);
+    printf("%-18s %12s %12s %12s %11s  %s\n", "variant", "max_abs_err", "max_rel_err", "loss_err",
+           "seconds", "result");
+    printf("%-18s %12s %12s %12s %11.6f  loss %.12f\n", "reference", "-", "-", "-", tref, ref.loss);
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < count; i++) {
+        const apl_variant *v = &all[i];
+        if (!selected(list, v->name))
+            continue;
+        apl_error why = {0};
+        if (!apl_variant_runnable(v, &why)) {
+            printf("%-18s %12s %12s %12s %11s  skipped: %s\n", v->name, "-", "-", "-", "-", why.msg);
+            continue;
+        }
+        apl_result r;
+        t0 = now_seconds();
+        apl_status st = apl_run(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+        double secs = now_seconds() - t0;
+        ran++;
+        if (st != APL_OK) {
+            printf("%-18s %12s %12s %12s %11.6f  FAIL: %s\n", v->name, "-", "-", "-", secs, err.msg);
+            failed++;
+            continue;
+        }
+        apl_agreement ag;
+        apl_compare(grad, r.loss, grad64, ref.loss, in.n, &ag);
+        int counts_ok = r.positives == ref.positives && r.valid_negatives == ref.valid_negatives;
+        printf("%-18s %12.3e %12.3e %12.3e %11.6f  %s", v->name, ag.max_abs_err, ag.max_rel_err,
+               ag.loss_err, secs, ag.pass && counts_ok ? "pass" : "FAIL");
+        if (!ag.pass)
+            printf(" (%zu gradients outside tolerance; worst at [%zu]: %.9g vs reference %.9g)",
+                   ag.mismatches, ag.worst_index, in.n ? (double)grad[ag.worst_index] : 0.0,
+                   in.n ? grad64[ag.worst_index] : 0.0);
+        if (!counts_ok)
+            printf(" (counts: %zu positives, %zu valid negatives)", r.positives,
+                   r.valid_negatives);
+        putchar('\n');
+        failed += !(ag.pass && counts_ok);
+    }
+    if (ran == 0)
+        printf("\nno variant could run here\n");
+    else if (failed)
+        printf("\n%d of %d variants FAILED\n", failed, ran);
+    else
+        printf("\nall %d variants agree with the reference\n", ran);
+    free(grad);
+    free(grad64);
+    free(in.logits);
+    free(in.targets);
+    return failed || ran == 0 ? EXIT_FAIL : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    /* Each subcommand parses argv[1..]: getopt sees the subcommand as argv[0]. */
+    if (!strcmp(cmd, "list"))
+        return cmd_list(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gen"))
+        return cmd_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc - 1, argv + 1);
+    die(EXIT_USAGE, "unknown command '%s' (commands: list, gen, run, verify; see 'aploss --help')",
+        cmd);
+}

@@ -1,0 +1,163 @@
+/* cpu_common.c: steps shared by the CPU variants (see cpu_common.h). */
+#include "cpu_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int by_logit_then_index(const void *x, const void *y)
+{
+    const apl_pos *a = x, *b = y;
+    if (a->s != b->s)
+        return a->s < b->s ? -1 : 1;
+    return a->index < b->index ? -1 : (a->index > b->index);
+}
+
+apl_status apl_gather_positives(const float *logits, const int8_t *targets, size_t n,
+                                apl_pos **pos, size_t *np, apl_error *err)
+{
+    size_t count = 0;
+    for (size_t j = 0; j < n; j++)
+        count += targets[j] == 1;
+    *np = count;
+    *pos = NULL;
+    if (count == 0)
+        return APL_OK;
+    apl_pos *p = malloc(count * sizeof *p);
+    if (!p)
+        return apl_fail(err, APL_ERR_NOMEM, "cannot allocate %zu positives", count);
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (targets[j] == 1)
+            p[k++] = (apl_pos){logits[j], j};
+    qsort(p, count, sizeof *p, by_logit_then_index);
+    *pos = p;
+    return APL_OK;
+}
+
+float apl_prune_threshold(float min_pos, double delta)
+{
+    double thr = (double)min_pos - delta;
+    float f = (float)thr;
+    if ((double)f < thr)
+        f = nextafterf(f, INFINITY);
+    return f;
+}
+
+double apl_precision_recurrence(size_t np, const double *a, const double *b, double *w,
+                                double *one_minus_prec)
+{
+    /* om_max = 1 - max_prec, starting from max_prec = 0. */
+    double om_max = 1.0, sum = 0.0;
+    for (size_t i = 0; i < np; i++) {
+        double om_cur = b[i] / (a[i] + b[i]); /* 1 - cur, without the cancellation */
+        if (om_cur <= om_max) {               /* max_prec <= cur */
+            om_max = om_cur;
+            w[i] = 1.0 / (a[i] + b[i]);
+        } else {
+            /* factor/(a+b) = ((1-max_prec)/(1-cur))/(a+b) = (1-max_prec)/b, and b > 0 here */
+            w[i] = om_max / b[i];
+        }
+        one_minus_prec[i] = om_max;
+        sum += om_max;
+    }
+    return np ? sum / (double)np : 0.0;
+}
+
+void apl_write_positive_grads(float *grad, size_t n, const apl_pos *pos, size_t np,
+                              const double *one_minus_prec)
+{
+    memset(grad, 0, n * sizeof *grad);
+    for (size_t i = 0; i < np; i++)
+        grad[pos[i].index] = (float)(-one_minus_prec[i] / (double)np);
+}
+
+static inline float ramp(float d, float inv2d) /* H(d) = clamp(d / (2 delta) + 1/2, 0, 1) */
+{
+    float h = d * inv2d + 0.5f;
+    return h < 0.0f ? 0.0f : (h > 1.0f ? 1.0f : h);
+}
+
+/* sum_j H(x[j] - si): vectorised, double accumulation, fixed order for a given binary. */
+static double ramp_sum(const float *restrict x, size_t nx, float si, float inv2d)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t j = 0; j < nx; j++)
+        acc += (double)ramp(x[j] - si, inv2d);
+    return acc;
+}
+
+apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
+                              double delta, float *gx, double *loss, double *one_minus_prec,
+                              apl_error *err)
+{
+    const float inv2d = (float)(0.5 / delta);
+    double *a = malloc(np * sizeof *a), *b = malloc(np * sizeof *b), *w = malloc(np * sizeof *w);
+    float *sp = malloc(np * sizeof *sp);
+    if (!a || !b || !w || !sp) {
+        free(a), free(b), free(w), free(sp);
+        return apl_fail(err, APL_ERR_NOMEM, "cannot allocate work arrays for %zu positives", np);
+    }
+    for (size_t i = 0; i < np; i++)
+        sp[i] = pos[i].s;
+    for (size_t i = 0; i < np; i++) {
+        a[i] = 0.5 + ramp_sum(sp, np, sp[i], inv2d);
+        b[i] = ramp_sum(x, nx, sp[i], inv2d);
+    }
+    *loss = apl_precision_recurrence(np, a, b, w, one_minus_prec);
+    const double inv_np = 1.0 / (double)np;
+    for (size_t j = 0; j < nx; j++) {
+        const float xj = x[j];
+        double g = 0.0;
+#pragma omp simd reduction(+ : g)
+        for (size_t i = 0; i < np; i++)
+            g += w[i] * (double)ramp(xj - sp[i], inv2d);
+        gx[j] = (float)(g * inv_np);
+    }
+    free(a), free(b), free(w), free(sp);
+    return APL_OK;
+}
+
+apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, size_t n,
+                                 double delta, int prune, float *grad, apl_result *res,
+                                 apl_error *err)
+{
+    apl_pos *pos;
+    size_t np;
+    apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, err);
+    if (st != APL_OK)
+        return st;
+    *res = (apl_result){0.0, np, 0};
+    if (np == 0) {
+        memset(grad, 0, n * sizeof *grad);
+        return APL_OK;
+    }
+    const float thr = apl_prune_threshold(pos[0].s, delta);
+    size_t nx = 0, nv = 0;
+    for (size_t j = 0; j < n; j++)
+        if (targets[j] == 0) {
+            nx += !prune || logits[j] >= thr;
+            nv += logits[j] >= thr;
+        }
+    float *x = malloc((nx ? nx : 1) * sizeof *x), *gx = malloc((nx ? nx : 1) * sizeof *gx);
+    size_t *xi = malloc((nx ? nx : 1) * sizeof *xi);
+    double *omp = malloc(np * sizeof *omp);
+    if (!x || !gx || !xi || !omp) {
+        free(x), free(gx), free(xi), free(omp), free(pos);
+        return apl_fail(err, APL_ERR_NOMEM, "cannot allocate %zu negatives", nx);
+    }
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (targets[j] == 0 && (!prune || logits[j] >= thr)) {
+            x[k] = logits[j];
+            xi[k++] = j;
+        }
+    st = apl_quadratic_core(x, nx, pos, np, delta, gx, &res->loss, omp, err);
+    if (st == APL_OK) {
+        res->valid_negatives = nv;
+        apl_write_positive_grads(grad, n, pos, np, omp);
+        for (size_t k = 0; k < nx; k++)
+            grad[xi[k]] = gx[k];
+    }
+    free(x), free(gx), free(xi), free(omp), free(pos);
+    return st;
+}

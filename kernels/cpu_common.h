@@ -1,0 +1,47 @@
+/* cpu_common.h: the steps every CPU variant shares, so each variant file holds only what makes
+ * it different: gathering and sorting the positives, the exact pruning threshold, and the
+ * ascending max_prec recurrence in the SPEC's numerically stable form. */
+#ifndef APL_CPU_COMMON_H
+#define APL_CPU_COMMON_H
+
+#include "aploss.h"
+
+typedef struct {
+    float s;      /* logit */
+    size_t index; /* position in the input */
+} apl_pos;
+
+/* Positives sorted by ascending logit (ties by index). *pos is malloc'ed (NULL when np == 0). */
+apl_status apl_gather_positives(const float *logits, const int8_t *targets, size_t n,
+                                apl_pos **pos, size_t *np, apl_error *err);
+
+/* The smallest float f with (double)f >= (double)min_pos - delta: s_j >= f in float is then
+ * exactly the SPEC's s_j >= thr, with no double compare per element. */
+float apl_prune_threshold(float min_pos, double delta);
+
+/* Given a_i and b_i for the sorted positives, runs the SPEC's recurrence and fills
+ * w[i] (the weight of positive i in G) and one_minus_prec[i]; returns the loss, the mean of
+ * 1 - prec_i. Uses 1 - cur = b/(a+b) and w = (1 - max_prec)/b on the rescaled path. */
+double apl_precision_recurrence(size_t np, const double *a, const double *b, double *w,
+                                double *one_minus_prec);
+
+/* Zeroes grad and writes -(1 - prec_i)/|P| at every positive's position. */
+void apl_write_positive_grads(float *grad, size_t n, const apl_pos *pos, size_t np,
+                              const double *one_minus_prec);
+
+#endif
+
+/* The O(|P| * |X|) core of naive and pruned: the SPEC's loops over the negatives' logits x[]
+ * (all negatives for naive, only the valid ones for pruned). Computes a_i, b_i for every sorted
+ * positive, runs the recurrence, writes the positives' gradients and gx[j] = G(x[j]) as float.
+ * Float H per term (exact enough: x - s_i is exact inside the ramp window by Sterbenz), double
+ * accumulation. */
+apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
+                              double delta, float *gx, double *loss, double *one_minus_prec,
+                              apl_error *err);
+
+/* naive and pruned in one body: gathers the negatives with s >= thr (thr = -inf: every
+ * negative, no pruning), runs apl_quadratic_core over them and scatters the gradient. */
+apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, size_t n,
+                                 double delta, int prune, float *grad, apl_result *res,
+                                 apl_error *err);

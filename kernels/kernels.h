@@ -1,0 +1,30 @@
+/* kernels.h: the variant functions (one per file in kernels/), declared for the table in
+ * kernels/variants.c. All share apl_variant_fn's signature and preconditions (see aploss.h). */
+#ifndef APL_KERNELS_H
+#define APL_KERNELS_H
+
+#include "aploss.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APL_VARIANT_FN(name)                                                                     \
+    apl_status name(const float *logits, const int8_t *targets, size_t n, double delta,         \
+                    float *grad, apl_result *res, apl_error *err)
+
+APL_VARIANT_FN(apl_naive);
+APL_VARIANT_FN(apl_pruned);
+APL_VARIANT_FN(apl_sorted);
+
+#ifdef APL_HAVE_CUDA
+APL_VARIANT_FN(apl_cuda_warp);
+APL_VARIANT_FN(apl_cuda_sorted);
+/* Number of CUDA devices; 0 with the reason in err when none (no driver, no device). */
+int apl_cuda_device_count(apl_error *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

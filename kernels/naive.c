@@ -1,0 +1,10 @@
+/* naive.c: the published algorithm without its pruning line. For every positive, a loop over
+ * every negative: O(|P| * M). Vectorised and double-accumulated like the others (see
+ * apl_quadratic_core), so its slowness is the algorithm's, not neglect's. */
+#include "cpu_common.h"
+#include "kernels.h"
+
+APL_VARIANT_FN(apl_naive)
+{
+    return apl_quadratic_variant(logits, targets, n, delta, 0, grad, res, err);
+}

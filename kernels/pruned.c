@@ -1,0 +1,9 @@
+/* pruned.c: the published algorithm. Negatives below min positive - delta have H = 0 against
+ * every positive, so compact the valid ones first, then the O(|P| * |V|) loops over them. */
+#include "cpu_common.h"
+#include "kernels.h"
+
+APL_VARIANT_FN(apl_pruned)
+{
+    return apl_quadratic_variant(logits, targets, n, delta, 1, grad, res, err);
+}

@@ -1,0 +1,115 @@
+/* reference.c: the plain C reference, the SPEC transcribed as literally as possible in double
+ * precision. Readable first; every variant is checked against it. O(|P| * M). */
+#include "aploss.h"
+
+#include <stdlib.h>
+
+/* ---- CPU reference: the SPEC's definitions, one to one ---- */
+
+static double H(double x, double delta)
+{
+    double h = x / (2.0 * delta) + 0.5;
+    return h < 0.0 ? 0.0 : (h > 1.0 ? 1.0 : h);
+}
+
+static const float *g_sort_logits; /* qsort has no context argument in C11 */
+
+static int by_logit_then_index(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    float si = g_sort_logits[i], sj = g_sort_logits[j];
+    if (si != sj)
+        return si < sj ? -1 : 1;
+    return i < j ? -1 : (i > j);
+}
+
+apl_status apl_reference(const float *s, const int8_t *t, size_t n, double delta, double *grad,
+                         apl_result *res, apl_error *err)
+{
+    apl_status st = apl_check_inputs(s, t, n, delta, err);
+    if (st != APL_OK)
+        return st;
+    for (size_t j = 0; j < n; j++)
+        grad[j] = 0.0;
+
+    /* P = { i : t_i = 1 } */
+    size_t np = 0;
+    for (size_t j = 0; j < n; j++)
+        np += t[j] == 1;
+    res->positives = np;
+    res->valid_negatives = 0;
+    res->loss = 0.0;
+    if (np == 0) /* the seed would return 1 - 0; the SPEC says 0 with zero gradients */
+        return APL_OK;
+
+    size_t *pos = malloc(np * sizeof *pos);
+    double *w = malloc(np * sizeof *w);
+    size_t *V = NULL;
+    if (!pos || !w) {
+        free(pos);
+        free(w);
+        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu positives", np);
+    }
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (t[j] == 1)
+            pos[k++] = j;
+
+    /* thr = min_{i in P} s_i - delta;  V = { j : t_j = 0 and s_j >= thr } */
+    double thr = s[pos[0]];
+    for (size_t k = 1; k < np; k++)
+        if (s[pos[k]] < thr)
+            thr = s[pos[k]];
+    thr -= delta;
+    size_t nv = 0;
+    for (size_t j = 0; j < n; j++)
+        nv += t[j] == 0 && (double)s[j] >= thr;
+    res->valid_negatives = nv;
+    V = malloc((nv ? nv : 1) * sizeof *V);
+    if (!V) {
+        free(pos);
+        free(w);
+        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu valid negatives", nv);
+    }
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (t[j] == 0 && (double)s[j] >= thr)
+            V[k++] = j;
+
+    /* Visit the positives in ascending order of s_i, carrying max_prec. */
+    g_sort_logits = s;
+    qsort(pos, np, sizeof *pos, by_logit_then_index);
+    double max_prec = 0.0, sum_prec = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        double si = s[pos[k]];
+        double a = 0.5, b = 0.0;
+        for (size_t m = 0; m < np; m++)
+            a += H((double)s[pos[m]] - si, delta);
+        for (size_t v = 0; v < nv; v++)
+            b += H((double)s[V[v]] - si, delta);
+        double cur = a / (a + b);
+        double factor;
+        if (max_prec <= cur) {
+            max_prec = cur;
+            factor = 1.0;
+        } else {
+            factor = (1.0 - max_prec) / (1.0 - cur);
+        }
+        double prec = max_prec;
+        w[k] = factor / (a + b);
+        grad[pos[k]] = -(1.0 - prec) / (double)np;
+        sum_prec += prec;
+    }
+
+    /* grad_j = (1/|P|) * sum_{i in P} w_i * H(s_j - s_i)  for j in V */
+    for (size_t v = 0; v < nv; v++) {
+        size_t j = V[v];
+        double g = 0.0;
+        for (size_t k = 0; k < np; k++)
+            g += w[k] * H((double)s[j] - (double)s[pos[k]], delta);
+        grad[j] = g / (double)np;
+    }
+    res->loss = 1.0 - sum_prec / (double)np;
+    free(pos);
+    free(w);
+    free(V);
+    return APL_OK;
+}
