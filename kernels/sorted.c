@@ -53,6 +53,21 @@ static inline size_t find_segment(const seg_index *ix, double x)
     return k;
 }
 
+/* Elements are filtered a chunk at a time: the offsets of the valid negatives (t = 0, s >= thr)
+ * are collected without a branch, so a scattered 10% of valid elements costs no mispredictions. */
+enum { CHUNK = 4096 };
+
+static size_t valid_in_chunk(const float *s, const int8_t *t, size_t len, float thr,
+                             uint16_t *list)
+{
+    size_t m = 0;
+    for (size_t q = 0; q < len; q++) {
+        list[m] = (uint16_t)q;
+        m += (t[q] == 0) & (s[q] >= thr);
+    }
+    return m;
+}
+
 static size_t upper_bound(const double *O, size_t S, double x) /* first m with O[m] > x */
 {
     size_t l = 0, r = S;
@@ -175,14 +190,17 @@ APL_VARIANT_FN(apl_sorted)
     /* Pass 1: histograms of the valid negatives, and of the positives for a_i. */
     const float thr = apl_prune_threshold(pos[0].s, delta);
     size_t nv = 0;
-    for (size_t j = 0; j < n; j++) {
-        float x = logits[j];
-        if (targets[j] != 0 || !(x >= thr))
-            continue;
-        size_t k = find_segment(&ix, (double)x);
-        hn.count[k] += 1.0;
-        hn.offset[k] += (double)x - O[k];
-        nv++;
+    uint16_t list[CHUNK];
+    for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
+        size_t len = n - j0 < CHUNK ? n - j0 : CHUNK;
+        size_t m = valid_in_chunk(logits + j0, targets + j0, len, thr, list);
+        for (size_t q = 0; q < m; q++) {
+            double x = (double)logits[j0 + list[q]];
+            size_t k = find_segment(&ix, x);
+            hn.count[k] += 1.0;
+            hn.offset[k] += x - O[k];
+        }
+        nv += m;
     }
     for (size_t i = 0; i < np; i++) {
         size_t k = find_segment(&ix, (double)pos[i].s);
@@ -221,15 +239,17 @@ APL_VARIANT_FN(apl_sorted)
         }
     }
 
-    /* Pass 2: every element's gradient, written once. */
-    for (size_t j = 0; j < n; j++) {
-        float x = logits[j];
-        float g = 0.0f;
-        if (targets[j] == 0 && x >= thr) {
-            size_t k = find_segment(&ix, (double)x);
-            g = (float)(alpha[k] + beta[k] * ((double)x - O[k]));
+    /* Pass 2: every element's gradient; a chunk is zeroed while still in cache, then its valid
+     * negatives get G. */
+    for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
+        size_t len = n - j0 < CHUNK ? n - j0 : CHUNK;
+        size_t m = valid_in_chunk(logits + j0, targets + j0, len, thr, list);
+        memset(grad + j0, 0, len * sizeof *grad);
+        for (size_t q = 0; q < m; q++) {
+            double x = (double)logits[j0 + list[q]];
+            size_t k = find_segment(&ix, x);
+            grad[j0 + list[q]] = (float)(alpha[k] + beta[k] * (x - O[k]));
         }
-        grad[j] = g;
     }
     for (size_t i = 0; i < np; i++)
         grad[pos[i].index] = (float)(-omp[i] / (double)np);

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds (Release, CUDA variants when nvcc
+# is present) into build/, and runs every test with CTest. GPU tests report "skipped" where no
+# CUDA device is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/deps.sh cmake make gcc g++ libbenchmark-dev python3
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build -j"$jobs" --output-on-failure "$@"
