@@ -129,6 +129,8 @@ apl_status apl_npy_read_logits(const char *path, float **data, apl_shape *shape,
 /* Reads targets of any integer or float dtype numpy writes (|i1 <i2 <i4 <i8 |u1 <u2 <u4 <u8 <f4
  * <f8, |b1) whose values are exactly -1, 0 or 1. */
 apl_status apl_npy_read_targets(const char *path, int8_t **data, apl_shape *shape, apl_error *err);
+/* Reads a little-endian C-order float64 array (<f8), e.g. a float64 reference gradient. */
+apl_status apl_npy_read_f64(const char *path, double **data, apl_shape *shape, apl_error *err);
 /* Writes float32 with the given shape: to a temporary file beside path, then rename; on any
  * failure nothing is left at path (an existing file there is untouched). */
 apl_status apl_npy_write_f32(const char *path, const float *data, const apl_shape *shape,

@@ -33,17 +33,13 @@ static inline size_t find_segment(const seg_index *ix, double x)
     if (!(c < (double)ix->cells))
         c = (double)(ix->cells - 1);
     size_t cell = (size_t)c;
-    size_t k = ix->lo[cell], hi = ix->hi[cell];
-    if (hi - k > 8) { /* dense cell: binary search for the last O[m] <= x in [k, hi] */
-        size_t l = k, r = hi + 1;
-        while (r - l > 1) {
-            size_t m = l + (r - l) / 2;
-            if (O[m] <= x)
-                l = m;
-            else
-                r = m;
-        }
-        k = l;
+    /* Last m in [lo, hi] with O[m] <= x, without data-dependent branches: most cells hold one
+     * segment and skip the loop, dense cells halve the range with conditional moves. */
+    size_t k = ix->lo[cell], len = ix->hi[cell] - k + 1;
+    while (len > 1) {
+        size_t half = len / 2;
+        k = O[k + half] <= x ? k + half : k;
+        len -= half;
     }
     /* The cell's bounds were rounded: step to the exact segment (usually zero steps). */
     while (k + 1 < ix->S && O[k + 1] <= x)
@@ -94,13 +90,13 @@ static size_t lower_bound(const double *O, size_t S, double x) /* first m with O
     return l;
 }
 
-/* About 4 cells per segment: most cells then hold at most one breakpoint. */
+/* About 8 cells per segment: most cells then hold at most one breakpoint. */
 static int seg_index_init(seg_index *ix, const double *O, size_t S)
 {
     ix->O = O;
     ix->S = S;
     ix->base = O[0];
-    ix->cells = 4 * S < 64 ? 64 : 4 * S;
+    ix->cells = 8 * S < 256 ? 256 : 8 * S;
     ix->inv_cell = (double)ix->cells / (O[S - 1] - O[0]); /* O[S-1] - O[0] >= 2 delta > 0 */
     ix->lo = malloc(ix->cells * sizeof *ix->lo);
     ix->hi = malloc(ix->cells * sizeof *ix->hi);

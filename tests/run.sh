@@ -9,3 +9,5 @@ jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build -j"$jobs" --output-on-failure "$@"
+# Sanitizer build of the tests and bounded fuzzing, when present.
+if [ -f tests/hardening.sh ]; then bash tests/hardening.sh; fi
