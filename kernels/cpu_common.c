@@ -14,15 +14,19 @@ static int by_logit_then_index(const void *x, const void *y)
 }
 
 apl_status apl_gather_positives(const float *logits, const int8_t *targets, size_t n,
-                                apl_pos **pos, size_t *np, apl_error *err)
+                                apl_pos **pos, size_t *np, float *grad, apl_result *res,
+                                apl_error *err)
 {
     size_t count = 0;
     for (size_t j = 0; j < n; j++)
         count += targets[j] == 1;
     *np = count;
     *pos = NULL;
-    if (count == 0)
+    *res = (apl_result){0.0, count, 0};
+    if (count == 0) {
+        memset(grad, 0, n * sizeof *grad);
         return APL_OK;
+    }
     apl_pos *p = malloc(count * sizeof *p);
     if (!p)
         return apl_fail(err, APL_ERR_NOMEM, "cannot allocate %zu positives", count);
@@ -124,14 +128,9 @@ apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, siz
 {
     apl_pos *pos;
     size_t np;
-    apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, err);
-    if (st != APL_OK)
+    apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, grad, res, err);
+    if (st != APL_OK || np == 0)
         return st;
-    *res = (apl_result){0.0, np, 0};
-    if (np == 0) {
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
-    }
     const float thr = apl_prune_threshold(pos[0].s, delta);
     size_t nx = 0, nv = 0;
     for (size_t j = 0; j < n; j++)

@@ -11,9 +11,12 @@ typedef struct {
     size_t index; /* position in the input */
 } apl_pos;
 
-/* Positives sorted by ascending logit (ties by index). *pos is malloc'ed (NULL when np == 0). */
+/* Positives sorted by ascending logit (ties by index). *pos is malloc'ed (NULL when np == 0).
+ * Starts *res (positives counted, loss 0); with no positives the SPEC's answer is complete
+ * (loss 0, every gradient 0): grad is zeroed and the caller returns. */
 apl_status apl_gather_positives(const float *logits, const int8_t *targets, size_t n,
-                                apl_pos **pos, size_t *np, apl_error *err);
+                                apl_pos **pos, size_t *np, float *grad, apl_result *res,
+                                apl_error *err);
 
 /* The smallest float f with (double)f >= (double)min_pos - delta: s_j >= f in float is then
  * exactly the SPEC's s_j >= thr, with no double compare per element. */

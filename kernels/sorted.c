@@ -141,14 +141,9 @@ APL_VARIANT_FN(apl_sorted)
 {
     apl_pos *pos;
     size_t np;
-    apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, err);
-    if (st != APL_OK)
+    apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, grad, res, err);
+    if (st != APL_OK || np == 0)
         return st;
-    *res = (apl_result){0.0, np, 0};
-    if (np == 0) {
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
-    }
     const size_t S = 2 * np;
     /* One allocation for every O(|P|) array. */
     const size_t nd = S /* O */ + 4 * S /* hist */ + 3 * (S + 1) /* prefix */ + 6 * np /* L a b w
