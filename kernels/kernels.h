@@ -17,9 +17,15 @@ APL_VARIANT_FN(apl_naive);
 APL_VARIANT_FN(apl_pruned);
 APL_VARIANT_FN(apl_sorted);
 
+#ifdef APL_HAVE_THRUST_CPU
+/* thrust_sorted.inl on Thrust's CPP backend (needs only the CCCL headers, no GPU). */
+APL_VARIANT_FN(apl_thrust_sorted_cpu);
+#endif
+
 #ifdef APL_HAVE_CUDA
 APL_VARIANT_FN(apl_cuda_warp);
 APL_VARIANT_FN(apl_cuda_sorted);
+APL_VARIANT_FN(apl_thrust_sorted_cuda);
 /* Number of CUDA devices; 0 with the reason in err when none (no driver, no device). */
 int apl_cuda_device_count(apl_error *err);
 #endif

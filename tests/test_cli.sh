@@ -77,8 +77,8 @@ python3 -c 'import sys; l=[float(x) for x in sys.argv[1:]]; sys.exit(0 if max(l)
 cmp -s <(head -c 128 "$T/g_sorted.npy") <(head -c 128 "$T/l.npy") && ok || bad "gradient header differs from logits header"
 
 # ---- verify ----
-expect 0 "all 3 variants agree" "$A" verify --anchors 300 --classes 10 --pos-rate 0.05 --dist early --delta 0.25 --variants naive,pruned,sorted
-expect 0 "all 3 variants agree" "$A" verify --logits "$T/l.npy" --targets "$T/t.npy" --delta 0.5
+expect 0 "variants agree with the reference" "$A" verify --anchors 300 --classes 10 --pos-rate 0.05 --dist early --delta 0.25 --variants naive,pruned,sorted
+expect 0 "variants agree with the reference" "$A" verify --logits "$T/l.npy" --targets "$T/t.npy" --delta 0.5
 for d in "$CASES"/*/; do
   delta=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delta"])' "$d/expected.json")
   expect 0 "agree with the reference" "$A" verify --logits "$d/logits.npy" --targets "$d/targets.npy" --delta "$delta"

@@ -1,0 +1,590 @@
+/* thrust_sorted.inl: the SPEC's O(M log|P|) algorithm written with Thrust algorithms only, and
+ * the steps the GPU variants share with it. Compiled into:
+ *   thrust_sorted_cpu.cpp   Thrust's CPP backend under plain g++: the CPU variant thrust_sorted_cpu.
+ *                           CI has no GPU; this build is how the logic below gets tested there.
+ *   thrust_sorted_cuda.cu   the same source on Thrust's CUDA backend: thrust_sorted_cuda.
+ *   cuda_sorted.cu          its own pass-1 histogram and pass-2 kernels around the steps here.
+ *   cuda_warp.cu            the positives, the valid negatives and the precision recurrence.
+ *
+ * The math is sorted.c's: the sorted positives' ramp ends s_i -+ delta, merged, cut the logit
+ * axis into segments [O_k, O_k+1) (a lookup table over a uniform grid finds them, exactly as
+ * sorted.c's find_segment); per segment a histogram of counts and offsets x - O_k gives every
+ * a_i and b_i as window sums; the recurrence gives w_i; G(x) = alpha_k + beta_k (x - O_k) per
+ * segment; pass 2 evaluates G at every valid negative.
+ *
+ * What differs is that every sum whose terms arrive in a data-dependent order is an integer
+ * (fixed-point) sum: exact, the same in any order (so GPU atomics stay deterministic), and
+ * bitwise the same on the CPU and the GPU. With u = 2 delta, the ramp width:
+ *  - breakpoint positions E_k = round((O_k - O_0) / u * 2^52) mod 2^64. Only differences
+ *    E_k - E_m inside one ramp window are used, and those are below 2^52 + 1, so wrapping mod
+ *    2^64 (tiny delta, wide logit range) loses nothing.
+ *  - element offsets q = round((x - O_k) / u * 2^Fq), clamped to [0, 2^Fq] (a segment wider
+ *    than u has no window open, its offsets are never used). Fq = min(52, 62 - bits(n)): even if
+ *    one segment receives all n elements its sum stays below 2^62. For 2e7 elements Fq = 37, a
+ *    quantum of 7e-12 ramp widths. Per segment: cnt_k and off_k = sum q, both uint64.
+ *  - window sums: Y_k = off_k * 2^(52-Fq) + cnt_k * E_k, prefix sums over segments in 128 bits
+ *    (mod 2^128). b_i = #(x >= s_i + delta) + 2^-52 [Y(l_i..u_i) - cnt(l_i..u_i) E_{l_i}]: the
+ *    bracket's true value lies in [0, n 2^53), so modular arithmetic yields it exactly. No
+ *    cancellation (sorted.c's prefix of count * (O_k - O_0) cancels at large |O_k|), and an empty
+ *    window is exactly 0.
+ *  - weights Wq_i = round(w_i 2^57). w_i <= 1/a_i and a_i >= 1 + (|P|-1-i)/2 in ascending order,
+ *    so sum w_i <= 2 (ln|P| + 1) < 64 and every prefix fits in uint64. Per segment, F_k (windows
+ *    already closed) and W_k (windows open) are prefix differences, exactly 0 where none is open;
+ *    A_k = sum_open Wq_i (E_k - E_{l_i}) = W_k E_k - sum_open Wq_i E_{l_i} in 128 bits, true
+ *    value below 2^116. So G is exactly 0 where every H is 0, as the SPEC requires.
+ * Everything O(|P|) after the sums is double, as in sorted.c; the recurrence is a min-scan
+ * (bitwise the sequential loop, since min does not round).
+ */
+#ifndef APL_THRUST_SORTED_INL
+#define APL_THRUST_SORTED_INL
+
+#include "cuda_common.h"
+
+#include <thrust/binary_search.h>
+#include <thrust/copy.h>
+#include <thrust/count.h>
+#include <thrust/device_vector.h>
+#include <thrust/functional.h>
+#include <thrust/gather.h>
+#include <thrust/iterator/constant_iterator.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
+#include <thrust/iterator/zip_iterator.h>
+#include <thrust/merge.h>
+#include <thrust/reduce.h>
+#include <thrust/scan.h>
+#include <thrust/scatter.h>
+#include <thrust/sort.h>
+#include <thrust/transform.h>
+#include <thrust/tuple.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+namespace { /* internal linkage: each including file gets its own copy for its own backend */
+
+typedef unsigned __int128 u128;
+typedef unsigned long long ull; /* what CUDA's 64-bit atomicAdd takes */
+template <class T> using dvec = thrust::device_vector<T>;
+template <class T> T *raw(dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
+template <class T> const T *raw(const dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
+typedef thrust::counting_iterator<uint64_t> count_it;
+
+const int POS_BITS = 52; /* breakpoint positions, in 2^-52 ramp widths */
+const int W_BITS = 57;   /* weights, in 2^-57 */
+/* Segment and window indices are uint32 (half the memory traffic of pass 1 and 2). */
+const size_t MAX_POSITIVES = 0x7fffffff;
+
+/* ---- fixed point ---- */
+
+/* double of a two's complement 128-bit integer; two roundings, relative error < 2^-52.
+ * Written out so the CPU and GPU builds convert identically. */
+APL_HD inline double i128_to_double(u128 v)
+{
+    bool neg = (v >> 127) != 0;
+    if (neg)
+        v = (u128)0 - v;
+    double d = (double)(uint64_t)(v >> 64) * 0x1p64 + (double)(uint64_t)v;
+    return neg ? -d : d;
+}
+
+/* round(r) mod 2^64 for r >= 0 (positions). NaN or inf (only with an absurd delta) give 0. */
+APL_HD inline uint64_t wrap_u64(double r)
+{
+    r = rint(r);
+    if (!(r >= 0.0 && r <= DBL_MAX))
+        return 0;
+    if (r < 0x1p64)
+        return (uint64_t)r;
+    return (uint64_t)fmod(r, 0x1p64); /* exact: r is an integer-valued double here */
+}
+
+/* An element's offset from its segment's start, round((x - O_k) * qscale) in [0, qmax]. */
+APL_HD inline uint64_t offset_q(double x, double Ok, double qscale, double qmax)
+{
+    double r = rint((x - Ok) * qscale);
+    if (!(r > 0.0))
+        return 0;
+    return (uint64_t)(r < qmax ? r : qmax);
+}
+
+/* Fq for n elements: n * 2^Fq < 2^62. */
+inline int offset_bits(size_t n)
+{
+    int b = 0;
+    while (b < 64 && (n >> b) != 0)
+        b++;
+    return 62 - b < POS_BITS ? 62 - b : POS_BITS;
+}
+
+/* ---- searches ---- */
+
+APL_HD inline uint64_t upper_bound_d(const double *O, uint64_t S, double x) /* first O[m] > x */
+{
+    uint64_t l = 0, r = S;
+    while (l < r) {
+        uint64_t m = l + (r - l) / 2;
+        if (O[m] <= x)
+            l = m + 1;
+        else
+            r = m;
+    }
+    return l;
+}
+
+APL_HD inline uint64_t upper_bound_u32(const uint32_t *v, uint64_t len, uint64_t k) /* first v > k */
+{
+    uint64_t l = 0, r = len;
+    while (l < r) {
+        uint64_t m = l + (r - l) / 2;
+        if (v[m] <= k)
+            l = m + 1;
+        else
+            r = m;
+    }
+    return l;
+}
+
+/* sorted.c's seg_index and find_segment, on raw pointers so a kernel can take it by value. */
+struct seg_index {
+    const double *O; /* breakpoints, ascending, S of them */
+    uint64_t S;
+    double base, inv_cell;
+    uint64_t cells;
+    const uint32_t *lo, *hi; /* segments holding the first and the last point of each cell */
+
+    /* k with O[k] <= x < O[k+1] (k = S-1 past the last). Requires x >= O[0]. */
+    APL_HD uint64_t find(double x) const
+    {
+        double c = (x - base) * inv_cell;
+        if (!(c < (double)cells))
+            c = (double)(cells - 1);
+        uint64_t cell = (uint64_t)c;
+        uint64_t k = lo[cell], h = hi[cell];
+        if (h - k > 8) { /* dense cell: binary search for the last O[m] <= x in [k, h] */
+            uint64_t l = k, r = h + 1;
+            while (r - l > 1) {
+                uint64_t m = l + (r - l) / 2;
+                if (O[m] <= x)
+                    l = m;
+                else
+                    r = m;
+            }
+            k = l;
+        }
+        /* The cell's bounds were rounded: step to the exact segment (usually zero steps). */
+        while (k + 1 < S && O[k + 1] <= x)
+            k++;
+        while (k > 0 && O[k] > x)
+            k--;
+        return k;
+    }
+};
+
+/* Pass 2's value for a valid negative x in segment k, sorted.c's expression. */
+APL_HD inline float eval_segment(const double *O, const double *alpha, const double *beta,
+                                 float x, uint64_t k)
+{
+    return (float)(alpha[k] + beta[k] * ((double)x - O[k]));
+}
+
+/* ---- functors (device lambdas would need --extended-lambda) ---- */
+
+struct is_target {
+    int8_t v;
+    APL_HD bool operator()(int8_t t) const { return t == v; }
+};
+
+struct is_valid_negative { /* t == 0 and s >= thr, thr the exact float threshold */
+    float thr;
+    APL_HD bool operator()(const thrust::tuple<float, int8_t> &st) const
+    {
+        return thrust::get<1>(st) == 0 && thrust::get<0>(st) >= thr;
+    }
+};
+
+struct shift_by {
+    double d;
+    APL_HD double operator()(float s) const { return (double)s + d; }
+};
+
+struct position_of {
+    double O0, scale;
+    APL_HD uint64_t operator()(double o) const { return wrap_u64((o - O0) * scale); }
+};
+
+struct lut_bound { /* sorted.c's seg_index_init, one cell per call */
+    const double *O;
+    uint64_t S;
+    double base, width;
+    bool upper;
+    APL_HD uint32_t operator()(uint64_t c) const
+    {
+        if (!upper)
+            return (uint32_t)(upper_bound_d(O, S, base + (double)c * width) - 1);
+        uint64_t h = upper_bound_d(O, S, base + (double)(c + 1) * width);
+        return (uint32_t)(h ? h - 1 : 0);
+    }
+};
+
+struct find_seg {
+    seg_index ix;
+    APL_HD uint32_t operator()(float x) const { return (uint32_t)ix.find((double)x); }
+};
+
+struct bin_offset {
+    const double *O;
+    double qscale, qmax;
+    APL_HD uint64_t operator()(const thrust::tuple<float, uint32_t> &xk) const
+    {
+        uint32_t k = thrust::get<1>(xk);
+        return offset_q((double)thrust::get<0>(xk), O[k], qscale, qmax);
+    }
+};
+
+struct segment_y { /* Y_k = off_k 2^shift + cnt_k E_k, mod 2^128 */
+    int shift;
+    APL_HD u128 operator()(const thrust::tuple<uint64_t, uint64_t, uint64_t> &t) const
+    {
+        return ((u128)thrust::get<1>(t) << shift) + (u128)thrust::get<0>(t) * thrust::get<2>(t);
+    }
+};
+
+struct window_sum { /* b_i (add = 0) or a_i (add = 0.5) from the segment prefix sums */
+    const uint64_t *C;
+    const u128 *Y;
+    const uint64_t *E;
+    const uint32_t *l, *u;
+    uint64_t S;
+    double add;
+    APL_HD double operator()(uint64_t i) const
+    {
+        uint32_t li = l[i], ui = u[i];
+        uint64_t full = C[S] - C[ui]; /* points at or above s_i + delta: H = 1 */
+        uint64_t cw = C[ui] - C[li];  /* points in [s_i - delta, s_i + delta) */
+        u128 part = Y[ui] - Y[li] - (u128)cw * E[li];
+        return ((double)full + i128_to_double(part) * 0x1p-52) + add;
+    }
+};
+
+struct one_minus_cur { /* 1 - cur = b/(a+b), no cancellation */
+    APL_HD double operator()(const thrust::tuple<double, double> &ab) const
+    {
+        double a = thrust::get<0>(ab), b = thrust::get<1>(ab);
+        return b / (a + b);
+    }
+};
+
+struct weight_fn { /* cpu_common.c's apl_precision_recurrence, given the running minimum */
+    const double *a, *b, *omc, *om;
+    APL_HD double operator()(uint64_t i) const
+    {
+        double prev = i ? om[i - 1] : 1.0; /* 1 - max_prec before positive i */
+        if (omc[i] <= prev)                /* max_prec <= cur: factor 1 */
+            return 1.0 / (a[i] + b[i]);
+        return om[i] / b[i]; /* factor/(a+b) = (1 - max_prec)/b, b > 0 here */
+    }
+};
+
+struct weight_q {
+    APL_HD uint64_t operator()(double w) const { return (uint64_t)rint(w * 0x1p57); }
+};
+
+struct weight_pos { /* Wq_i * E_{l_i} */
+    const uint64_t *Wq, *E;
+    const uint32_t *l;
+    APL_HD u128 operator()(uint64_t i) const { return (u128)Wq[i] * E[l[i]]; }
+};
+
+struct g_consts { /* alpha_k, beta_k of G(x) = alpha_k + beta_k (x - O_k) */
+    const uint32_t *l, *u;
+    uint64_t np;
+    const uint64_t *Wpre, *E;
+    const u128 *WEpre;
+    double inv2d, inv_np;
+    APL_HD thrust::tuple<double, double> operator()(uint64_t k) const
+    {
+        uint64_t cl = upper_bound_u32(l, np, k); /* windows opened at or before k */
+        uint64_t cu = upper_bound_u32(u, np, k); /* windows closed at or before k */
+        /* l and u ascend and l_i <= u_i, so the open windows are exactly [cu, cl). */
+        uint64_t Fq = Wpre[cu], Wq = Wpre[cl] - Wpre[cu];
+        u128 Aq = (u128)Wq * E[k] - (WEpre[cl] - WEpre[cu]);
+        double F = (double)Fq * 0x1p-57, W = (double)Wq * 0x1p-57;
+        double A = i128_to_double(Aq) * 0x1p-109; /* sum_open w_i (O_k - L_i) / (2 delta) */
+        return thrust::make_tuple((F + A) * inv_np, W * inv2d * inv_np);
+    }
+};
+
+struct eval_g {
+    const double *O, *alpha, *beta;
+    APL_HD float operator()(const thrust::tuple<float, uint32_t> &xk) const
+    {
+        return eval_segment(O, alpha, beta, thrust::get<0>(xk), thrust::get<1>(xk));
+    }
+};
+
+struct positive_grad {
+    double np;
+    APL_HD float operator()(double om) const { return (float)(-om / np); }
+};
+
+/* ---- steps ---- */
+
+/* cpu_common.c's apl_prune_threshold: the smallest float f with (double)f >= min_pos - delta. */
+inline float prune_threshold(float min_pos, double delta)
+{
+    double thr = (double)min_pos - delta;
+    float f = (float)thr;
+    if ((double)f < thr)
+        f = nextafterf(f, INFINITY);
+    return f;
+}
+
+struct positives {
+    size_t np = 0;
+    dvec<float> s;        /* ascending logits, ties by index */
+    dvec<uint64_t> index; /* their positions in the input */
+    float thr = 0.0f;     /* valid negatives: t == 0 and s >= thr */
+};
+
+/* The positives, sorted; np = 0 leaves the rest empty. */
+inline void gather_positives(const dvec<float> &s, const dvec<int8_t> &t, double delta,
+                             positives &p)
+{
+    size_t n = s.size();
+    p.np = (size_t)thrust::count(t.begin(), t.end(), (int8_t)1);
+    if (p.np == 0)
+        return;
+    p.index.resize(p.np);
+    p.s.resize(p.np);
+    thrust::copy_if(count_it(0), count_it(n), t.begin(), p.index.begin(), is_target{1});
+    thrust::gather(p.index.begin(), p.index.end(), s.begin(), p.s.begin());
+    /* Stable on ascending indices: ties by index, as cpu_common.c sorts. */
+    thrust::stable_sort_by_key(p.s.begin(), p.s.end(), p.index.begin());
+    p.thr = prune_threshold(p.s[0], delta);
+}
+
+/* Positions and logits of the valid negatives, in input order. Returns |V|. */
+inline size_t compact_valid_negatives(const dvec<float> &s, const dvec<int8_t> &t, float thr,
+                                      dvec<uint64_t> &vidx, dvec<float> &x)
+{
+    size_t n = s.size();
+    auto st = thrust::make_zip_iterator(thrust::make_tuple(s.begin(), t.begin()));
+    size_t nv = (size_t)thrust::count_if(st, st + n, is_valid_negative{thr});
+    vidx.resize(nv);
+    x.resize(nv);
+    thrust::copy_if(count_it(0), count_it(n), st, vidx.begin(), is_valid_negative{thr});
+    thrust::gather(vidx.begin(), vidx.end(), s.begin(), x.begin());
+    return nv;
+}
+
+struct segments {
+    uint64_t S = 0;    /* 2 |P| breakpoints */
+    dvec<double> O;    /* merged s_i - delta and s_i + delta, ascending */
+    dvec<uint32_t> l;  /* l_i: O[l_i] = s_i - delta (first such index) */
+    dvec<uint32_t> u;  /* u_i: O[u_i] = s_i + delta (first such index) */
+    dvec<uint64_t> E;  /* fixed-point positions of the breakpoints */
+    dvec<uint32_t> lut_lo, lut_hi;
+    seg_index ix;      /* points into O and the table above: keep this struct alive */
+    double qscale = 0, qmax = 0; /* element offsets: round((x - O_k) qscale), at most qmax */
+    int qbits = 0;
+};
+
+/* Breakpoints, windows, positions and the lookup table; n is the element count (for Fq). */
+inline void build_segments(const positives &p, double delta, size_t n, segments &sg)
+{
+    const size_t np = p.np, S = 2 * np;
+    sg.S = S;
+    dvec<double> L(np), R(np);
+    thrust::transform(p.s.begin(), p.s.end(), L.begin(), shift_by{-delta});
+    thrust::transform(p.s.begin(), p.s.end(), R.begin(), shift_by{delta});
+    sg.O.resize(S);
+    thrust::merge(L.begin(), L.end(), R.begin(), R.end(), sg.O.begin());
+    sg.l.resize(np);
+    sg.u.resize(np);
+    thrust::lower_bound(sg.O.begin(), sg.O.end(), L.begin(), L.end(), sg.l.begin());
+    thrust::lower_bound(sg.O.begin(), sg.O.end(), R.begin(), R.end(), sg.u.begin());
+
+    const double O0 = sg.O[0], Olast = sg.O[S - 1], inv2d = 1.0 / (2.0 * delta);
+    sg.E.resize(S);
+    thrust::transform(sg.O.begin(), sg.O.end(), sg.E.begin(),
+                      position_of{O0, ldexp(inv2d, POS_BITS)});
+    sg.qbits = offset_bits(n);
+    sg.qscale = ldexp(inv2d, sg.qbits);
+    sg.qmax = ldexp(1.0, sg.qbits);
+
+    /* About 4 cells per segment, as sorted.c: most cells then hold at most one breakpoint. */
+    const uint64_t cells = 4 * S < 64 ? 64 : 4 * S;
+    const double width = (Olast - O0) / (double)cells;
+    sg.lut_lo.resize(cells);
+    sg.lut_hi.resize(cells);
+    thrust::transform(count_it(0), count_it(cells), sg.lut_lo.begin(),
+                      lut_bound{raw(sg.O), S, O0, width, false});
+    thrust::transform(count_it(0), count_it(cells), sg.lut_hi.begin(),
+                      lut_bound{raw(sg.O), S, O0, width, true});
+    sg.ix = seg_index{raw(sg.O), S, O0, (double)cells / (Olast - O0), cells, raw(sg.lut_lo),
+                      raw(sg.lut_hi)};
+}
+
+/* Histogram (cnt_k, off_k) of values sorted ascending, and each value's segment in k. The keys
+ * come out sorted, so reduce_by_key bins them; integer sums, so exact in any order. */
+inline void histogram_sorted(const dvec<float> &xs, const segments &sg, dvec<uint32_t> &k,
+                             dvec<uint64_t> &cnt, dvec<uint64_t> &off)
+{
+    const size_t m = xs.size();
+    k.resize(m);
+    cnt.assign(sg.S, 0);
+    off.assign(sg.S, 0);
+    if (m == 0)
+        return;
+    thrust::transform(xs.begin(), xs.end(), k.begin(), find_seg{sg.ix});
+    const size_t cap = m < sg.S ? m : sg.S;
+    dvec<uint32_t> keys(cap);
+    dvec<uint64_t> sums(cap);
+    auto end = thrust::reduce_by_key(k.begin(), k.end(), thrust::constant_iterator<uint64_t>(1),
+                                     keys.begin(), sums.begin());
+    const size_t used = (size_t)(end.first - keys.begin());
+    thrust::scatter(sums.begin(), sums.begin() + used, keys.begin(), cnt.begin());
+    auto q = thrust::make_transform_iterator(
+        thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), k.begin())),
+        bin_offset{raw(sg.O), sg.qscale, sg.qmax});
+    thrust::reduce_by_key(k.begin(), k.end(), q, keys.begin(), sums.begin());
+    thrust::scatter(sums.begin(), sums.begin() + used, keys.begin(), off.begin());
+}
+
+/* C[k] and Y[k]: prefix sums over segments 0..k-1 (C[0] = Y[0] = 0). */
+inline void segment_prefix(const dvec<uint64_t> &cnt, const dvec<uint64_t> &off,
+                           const segments &sg, dvec<uint64_t> &C, dvec<u128> &Y)
+{
+    C.assign(sg.S + 1, 0);
+    Y.assign(sg.S + 1, 0);
+    thrust::inclusive_scan(cnt.begin(), cnt.end(), C.begin() + 1);
+    auto y = thrust::make_transform_iterator(
+        thrust::make_zip_iterator(thrust::make_tuple(cnt.begin(), off.begin(), sg.E.begin())),
+        segment_y{POS_BITS - sg.qbits});
+    thrust::inclusive_scan(y, y + sg.S, Y.begin() + 1);
+}
+
+/* The SPEC's recurrence over the ascending positives, as scans: 1 - max_prec after positive i
+ * is the running minimum of 1 - cur (min does not round, so this is bitwise the sequential
+ * loop). Fills om (1 - prec_i) and w; returns the loss, the mean of 1 - prec_i. */
+inline double precision_recurrence(const dvec<double> &a, const dvec<double> &b,
+                                   dvec<double> &om, dvec<double> &w)
+{
+    const size_t np = a.size();
+    dvec<double> omc(np);
+    om.resize(np);
+    w.resize(np);
+    auto ab = thrust::make_zip_iterator(thrust::make_tuple(a.begin(), b.begin()));
+    thrust::transform(ab, ab + np, omc.begin(), one_minus_cur{});
+    thrust::inclusive_scan(omc.begin(), omc.end(), om.begin(), thrust::minimum<double>());
+    thrust::transform(count_it(0), count_it(np), w.begin(),
+                      weight_fn{raw(a), raw(b), raw(omc), raw(om)});
+    return thrust::reduce(om.begin(), om.end(), 0.0) / (double)np;
+}
+
+struct core_result {
+    dvec<double> alpha, beta; /* per segment */
+    dvec<double> om;          /* 1 - prec_i per sorted positive */
+    double loss = 0.0;
+};
+
+/* From the histograms of the valid negatives (n) and of the positives (p) to a_i, b_i, the
+ * recurrence and G's constants. O(|P|) work, all of it Thrust. */
+inline void sorted_core(const positives &p, const segments &sg, double delta,
+                        const dvec<uint64_t> &cnt_n, const dvec<uint64_t> &off_n,
+                        const dvec<uint64_t> &cnt_p, const dvec<uint64_t> &off_p,
+                        core_result &r)
+{
+    const size_t np = p.np, S = sg.S;
+    dvec<uint64_t> C;
+    dvec<u128> Y;
+    dvec<double> a(np), b(np), w;
+    segment_prefix(cnt_n, off_n, sg, C, Y);
+    thrust::transform(count_it(0), count_it(np), b.begin(),
+                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.0});
+    segment_prefix(cnt_p, off_p, sg, C, Y);
+    thrust::transform(count_it(0), count_it(np), a.begin(),
+                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.5});
+    r.loss = precision_recurrence(a, b, r.om, w);
+
+    dvec<uint64_t> Wq(np), Wpre(np + 1, 0);
+    dvec<u128> WE(np), WEpre(np + 1, 0);
+    thrust::transform(w.begin(), w.end(), Wq.begin(), weight_q{});
+    thrust::inclusive_scan(Wq.begin(), Wq.end(), Wpre.begin() + 1);
+    thrust::transform(count_it(0), count_it(np), WE.begin(),
+                      weight_pos{raw(Wq), raw(sg.E), raw(sg.l)});
+    thrust::inclusive_scan(WE.begin(), WE.end(), WEpre.begin() + 1);
+    r.alpha.resize(S);
+    r.beta.resize(S);
+    thrust::transform(count_it(0), count_it(S),
+                      thrust::make_zip_iterator(thrust::make_tuple(r.alpha.begin(), r.beta.begin())),
+                      g_consts{raw(sg.l), raw(sg.u), np, raw(Wpre), raw(sg.E), raw(WEpre),
+                               1.0 / (2.0 * delta), 1.0 / (double)np});
+}
+
+/* grad[index_i] = -(1 - prec_i)/|P| for every positive. */
+inline void scatter_positive_grads(const positives &p, const core_result &r, dvec<float> &g)
+{
+    auto gp = thrust::make_transform_iterator(r.om.begin(), positive_grad{(double)p.np});
+    thrust::scatter(gp, gp + p.np, p.index.begin(), g.begin());
+}
+
+/* ---- the variant ---- */
+
+inline apl_status thrust_sorted_run(const char *name, const float *logits, const int8_t *targets,
+                                    size_t n, double delta, float *grad, apl_result *res,
+                                    apl_error *err)
+{
+    return apl_guarded(err, name, [&]() -> apl_status {
+        *res = apl_result{0.0, 0, 0};
+        if (n == 0)
+            return APL_OK;
+        dvec<float> s(logits, logits + n);
+        dvec<int8_t> t(targets, targets + n);
+        positives p;
+        gather_positives(s, t, delta, p);
+        res->positives = p.np;
+        if (p.np == 0) {
+            memset(grad, 0, n * sizeof *grad);
+            return APL_OK;
+        }
+        if (p.np > MAX_POSITIVES)
+            return apl_fail(err, APL_ERR_ARG, "%s: %zu positives: at most %zu supported", name,
+                            p.np, MAX_POSITIVES);
+        segments sg;
+        build_segments(p, delta, n, sg);
+
+        /* Valid negatives sorted by logit (ties by index), so their segments come out sorted. */
+        dvec<uint64_t> vidx;
+        dvec<float> xs;
+        res->valid_negatives = compact_valid_negatives(s, t, p.thr, vidx, xs);
+        thrust::stable_sort_by_key(xs.begin(), xs.end(), vidx.begin());
+        s.clear(), s.shrink_to_fit(), t.clear(), t.shrink_to_fit();
+
+        /* Pass 1: histograms per segment. */
+        dvec<uint32_t> kn, kp;
+        dvec<uint64_t> cnt_n, off_n, cnt_p, off_p;
+        histogram_sorted(xs, sg, kn, cnt_n, off_n);
+        histogram_sorted(p.s, sg, kp, cnt_p, off_p);
+        core_result r;
+        sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p, r);
+        res->loss = r.loss;
+
+        /* Pass 2: G at every valid negative, -(1 - prec_i)/|P| at every positive, 0 elsewhere. */
+        dvec<float> g(n, 0.0f);
+        auto ge = thrust::make_transform_iterator(
+            thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), kn.begin())),
+            eval_g{raw(sg.O), raw(r.alpha), raw(r.beta)});
+        thrust::scatter(ge, ge + xs.size(), vidx.begin(), g.begin());
+        scatter_positive_grads(p, r, g);
+        thrust::copy(g.begin(), g.end(), grad);
+        return APL_OK;
+    });
+}
+
+} /* namespace */
+
+#endif

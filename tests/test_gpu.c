@@ -1,0 +1,208 @@
+/* test_gpu.c: every GPU row of the variant table against the double-precision reference, on
+ * generated inputs (sizes, distributions, deltas, a dense-positive case whose 2|P| segments do
+ * not fit in shared memory) and hand-made edge cases (no elements, no positives, one positive,
+ * ties, a negative exactly at the pruning threshold), plus determinism: two runs of the same
+ * input give the same bits.
+ *
+ * Exit code 77 (CTest: skipped), with "test_gpu: skipped: no CUDA device (reason)", where a GPU
+ * variant cannot run: no CUDA device, or a binary built without CUDA. */
+#include "aploss.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One variant on one input: agreement with the reference, counts, exact zeros where the
+ * reference's gradient is exactly zero outside the valid negatives, and bitwise determinism. */
+static void check_variant(const apl_variant *v, const char *label, const float *s,
+                          const int8_t *t, size_t n, double delta, const double *g64,
+                          const apl_result *ref, const float *g_cpu)
+{
+    size_t m = n ? n : 1;
+    float *g1 = malloc(m * sizeof *g1), *g2 = malloc(m * sizeof *g2);
+    CHECK(g1 && g2, "cannot allocate %zu gradients", n);
+    if (!g1 || !g2)
+        goto out;
+    /* Poison the outputs: a variant must write every element. */
+    memset(g1, 0xff, m * sizeof *g1);
+    memset(g2, 0x7f, m * sizeof *g2);
+    apl_error err = {0};
+    apl_result r1, r2;
+    apl_status st = apl_run(v, s, t, n, delta, g1, &r1, &err);
+    CHECK(st == APL_OK, "%s on %s: %s", v->name, label, err.msg);
+    if (st != APL_OK)
+        goto out;
+    apl_agreement ag;
+    apl_compare(g1, r1.loss, g64, ref->loss, n, &ag);
+    printf("  %-20s %-28s max_rel_err %.3e loss_err %.3e %s\n", v->name, label, ag.max_rel_err,
+           ag.loss_err, ag.pass ? "pass" : "FAIL");
+    CHECK(ag.pass, "%s on %s: %zu gradients outside tolerance, worst [%zu] %.9g vs %.9g; loss %.12f vs %.12f",
+          v->name, label, ag.mismatches, ag.worst_index, n ? (double)g1[ag.worst_index] : 0.0,
+          n ? g64[ag.worst_index] : 0.0, r1.loss, ref->loss);
+    CHECK(r1.positives == ref->positives && r1.valid_negatives == ref->valid_negatives,
+          "%s on %s: counts %zu/%zu, reference %zu/%zu", v->name, label, r1.positives,
+          r1.valid_negatives, ref->positives, ref->valid_negatives);
+    /* The zero pattern is part of the contract (ignored, pruned, below every ramp, P empty). */
+    size_t nonzero = 0;
+    for (size_t j = 0; j < n; j++)
+        nonzero += g64[j] == 0.0 && g1[j] != 0.0f;
+    CHECK(nonzero == 0, "%s on %s: %zu gradients non-zero where the reference's are exactly 0",
+          v->name, label, nonzero);
+
+    /* Information, not a check: the sorted GPU variants share thrust_sorted.inl's integer sums
+     * and double steps with thrust_sorted_cpu (no FMA on either side), so their gradients are
+     * expected to be bitwise the CPU's. */
+    if (g_cpu && strstr(v->name, "sorted")) {
+        size_t differ = 0;
+        for (size_t j = 0; j < n; j++)
+            differ += memcmp(&g1[j], &g_cpu[j], sizeof *g1) != 0;
+        printf("  %-20s %-28s %zu of %zu gradients differ in bits from thrust_sorted_cpu\n",
+               v->name, label, differ, n);
+    }
+
+    st = apl_run(v, s, t, n, delta, g2, &r2, &err);
+    CHECK(st == APL_OK, "%s on %s (second run): %s", v->name, label, err.msg);
+    if (st == APL_OK) {
+        CHECK(memcmp(g1, g2, n * sizeof *g1) == 0 && memcmp(&r1.loss, &r2.loss, sizeof r1.loss) == 0,
+              "%s on %s: two runs differ (not deterministic)", v->name, label);
+    }
+out:
+    free(g1), free(g2);
+}
+
+/* The reference once, then every GPU variant. */
+static void run_all(const apl_variant *v, size_t count, const char *label, const float *s,
+                    const int8_t *t, size_t n, double delta)
+{
+    double *g64 = malloc((n ? n : 1) * sizeof *g64);
+    CHECK(g64 != NULL, "cannot allocate %zu gradients", n);
+    if (!g64)
+        return;
+    apl_error err = {0};
+    apl_result ref;
+    apl_status st = apl_reference(s, t, n, delta, g64, &ref, &err);
+    CHECK(st == APL_OK, "reference on %s: %s", label, err.msg);
+    if (st == APL_OK) {
+        printf("case %s: %zu elements, delta %g: %zu positives, %zu valid negatives, loss %.9f\n",
+               label, n, delta, ref.positives, ref.valid_negatives, ref.loss);
+        /* The CPU build of the Thrust source, where this binary has it. */
+        const apl_variant *cpu = apl_variant_find("thrust_sorted_cpu");
+        float *g_cpu = NULL;
+        apl_result r_cpu;
+        if (cpu && apl_variant_runnable(cpu, &err) && (g_cpu = malloc((n ? n : 1) * sizeof *g_cpu)) &&
+            apl_run(cpu, s, t, n, delta, g_cpu, &r_cpu, &err) != APL_OK) {
+            free(g_cpu);
+            g_cpu = NULL;
+        }
+        for (size_t i = 0; i < count; i++)
+            if (v[i].device == APL_GPU)
+                check_variant(&v[i], label, s, t, n, delta, g64, &ref, g_cpu);
+        free(g_cpu);
+    }
+    free(g64);
+}
+
+static void generated(const apl_variant *v, size_t count, const apl_gen_params *g, double delta)
+{
+    size_t n;
+    apl_error err = {0};
+    if (apl_gen_count(g, &n, &err) != APL_OK) {
+        CHECK(0, "generator: %s", err.msg);
+        return;
+    }
+    float *s = malloc(n * sizeof *s);
+    int8_t *t = malloc(n);
+    CHECK(s && t, "cannot allocate %zu elements", n);
+    if (s && t) {
+        CHECK(apl_generate(g, s, t, &err) == APL_OK, "generate: %s", err.msg);
+        char label[96];
+        snprintf(label, sizeof label, "%zux%zux%zu/%s/pos%g", g->batch, g->anchors, g->classes,
+                 apl_dist_name(g->dist), g->pos_rate);
+        run_all(v, count, label, s, t, n, delta);
+    }
+    free(s), free(t);
+}
+
+static void hand_made(const apl_variant *v, size_t count)
+{
+    /* No elements at all. */
+    run_all(v, count, "empty", NULL, NULL, 0, 1.0);
+    { /* No positives: loss 0, every gradient 0. */
+        float s[] = {0.5f, -1.0f, 2.0f, 3.0f};
+        int8_t t[] = {0, -1, 0, 0};
+        run_all(v, count, "no positives", s, t, 4, 1.0);
+    }
+    { /* Everything ignored but one positive. */
+        float s[] = {0.5f, -1.0f, 2.0f};
+        int8_t t[] = {-1, 1, -1};
+        run_all(v, count, "one positive, rest ignored", s, t, 3, 1.0);
+    }
+    { /* One positive among negatives on both sides of its ramp and below the threshold. */
+        float s[] = {-3.0f, 0.0f, 0.25f, 0.75f, 1.0f, 1.5f, 2.0f, 4.0f};
+        int8_t t[] = {0, 0, 0, 1, 0, 0, -1, 0};
+        run_all(v, count, "one positive", s, t, 8, 0.5);
+    }
+    { /* Ties: equal positives, negatives equal to positives, equal negatives. */
+        float s[] = {1.0f, 1.0f, 1.0f, 1.0f, 0.5f, 0.5f, 2.0f, 2.0f, 1.0f, 0.0f};
+        int8_t t[] = {1, 1, 0, 0, 1, 0, 0, 1, -1, 0};
+        run_all(v, count, "ties", s, t, 10, 1.0);
+    }
+    { /* The threshold min positive - delta = 0.5 exactly: at it valid (H = 0), below pruned. */
+        float s[] = {1.0f, 0.5f, nextafterf(0.5f, 0.0f), 1.25f, 3.0f};
+        int8_t t[] = {1, 0, 0, 0, 1};
+        run_all(v, count, "negative at the threshold", s, t, 5, 0.5);
+    }
+}
+
+int main(void)
+{
+    size_t count;
+    const apl_variant *v = apl_variants(&count);
+    size_t gpu_rows = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (v[i].device != APL_GPU)
+            continue;
+        gpu_rows++;
+        apl_error why = {0};
+        if (!apl_variant_runnable(&v[i], &why)) {
+            /* apl_cuda_device_count's message already starts "no CUDA device: ". */
+            const char *reason = why.msg, *prefix = "no CUDA device: ";
+            if (strncmp(reason, prefix, strlen(prefix)) == 0)
+                reason += strlen(prefix);
+            printf("test_gpu: skipped: no CUDA device (%s)\n", reason);
+            return 77;
+        }
+    }
+    if (gpu_rows == 0) {
+        printf("test_gpu: skipped: no CUDA device (no GPU variants in the table)\n");
+        return 77;
+    }
+
+    hand_made(v, count);
+
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    static const double deltas[] = {0.25, 1.0, 4.0};
+    g.anchors = 2000, g.classes = 20; /* 4e4 elements, every distribution and delta */
+    for (int d = 0; d < 3; d++)
+        for (int k = 0; k < 3; k++) {
+            g.dist = (apl_dist)d, g.pos_rate = 0.05;
+            g.seed = APL_DEFAULT_SEED + (uint64_t)(d * 10 + k);
+            generated(v, count, &g, deltas[k]);
+        }
+    /* Dense positives: 2|P| = 30000 segments, too many for one block's shared memory, so
+     * cuda_sorted takes its global-atomics path. */
+    g.anchors = 60000, g.classes = 1, g.pos_rate = 0.25, g.dist = APL_DIST_MID;
+    g.seed = APL_DEFAULT_SEED;
+    generated(v, count, &g, 1.0);
+    /* RetinaNet, one image (2.6e6 elements), and a batch of 8 (2.1e7). */
+    apl_gen_defaults(&g);
+    for (int d = 0; d < 3; d++) {
+        g.dist = (apl_dist)d;
+        generated(v, count, &g, 1.0);
+    }
+    g.batch = 8, g.dist = APL_DIST_MID;
+    generated(v, count, &g, 0.5);
+    return check_report("test_gpu");
+}
