@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/run.sh: the main benchmark command. Installs what is missing (Debian/Ubuntu, apt), builds
+# Release into build/, runs the sweep with Google Benchmark (aploss_bench) and the PyTorch
+# baseline, stores the JSON under results/ and regenerates the tables and plots (plots/make.sh).
+#   bench/run.sh           default sweep: up to 8 RetinaNet images (about 10 minutes on 2 cores)
+#   bench/run.sh --full    adds 16 images, 1e8 elements and pos rate 0.5; larger time budgets
+# Environment: APL_BUILD_DIR (default build) where to build;
+#              APL_BENCH_REPS (default 3) repetitions per cell, median reported;
+#              APL_BENCH_MIN_TIME (default 0.2) seconds per repetition at least.
+set -euo pipefail
+full=0
+for arg in "$@"; do
+    case "$arg" in
+        --full) full=1 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench/run.sh: unknown argument '$arg' (use --full or --help)" >&2; exit 2 ;;
+    esac
+done
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+t_start=$(date +%s)
+build="${APL_BUILD_DIR:-build}"
+say() { printf '\n== bench/run.sh: %s (%ds)\n' "$*" $(( $(date +%s) - t_start )); }
+
+# ---- 1. what is missing: build tools are required, gnuplot/numpy/torch optional ----
+need=() want=()
+command -v cmake > /dev/null || need+=(cmake)
+command -v g++ > /dev/null || need+=(g++)
+[ -f /usr/include/benchmark/benchmark.h ] || dpkg -s libbenchmark-dev > /dev/null 2>&1 || need+=(libbenchmark-dev)
+command -v gnuplot > /dev/null || want+=(gnuplot-nox)
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$py" -c 'import numpy' 2> /dev/null || want+=(python3-numpy)
+"$py" -c 'import torch' 2> /dev/null || want+=(python3-torch)
+if [ ${#need[@]} -gt 0 ] || [ ${#want[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing ${need[*]} ${want[*]}"
+    if command -v apt-get > /dev/null && { [ -z "$sudo" ] || command -v sudo > /dev/null; }; then
+        $sudo apt-get update
+        [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${need[@]}"
+        [ ${#want[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${want[@]}" ||
+            echo "bench/run.sh: could not install ${want[*]}: going on without (visible below)" >&2
+    elif [ ${#need[@]} -gt 0 ]; then
+        echo "bench/run.sh: missing ${need[*]} and no apt-get/sudo to install them" >&2
+        exit 1
+    fi
+fi
+
+# ---- 2. build (Release) ----
+say "configuring and building Release into $build/"
+mkdir -p "$build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > "$build/configure.log" 2>&1 ||
+    { cat "$build/configure.log" >&2; exit 1; }
+grep -E "aploss:|WARNING" "$build/configure.log" || true
+cmake --build "$build" -j"$(nproc)" --target aploss_bench aploss-cli
+
+# ---- 3. the sweep ----
+slug() { tr 'A-Z' 'a-z' | sed -E 's/\((r|tm)\)//g; s/[^a-z0-9]+/-/g; s/^-+|-+$//g' | cut -c1-40; }
+machine="cpu-$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | slug)"
+gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 | slug || true)"
+[ -z "$gpu" ] || machine="$machine-gpu-$gpu"
+stem="results/$machine-$(date +%Y%m%d)"
+sweep=default
+[ $full -eq 0 ] || { stem="$stem-full"; sweep=full; }
+mkdir -p results
+say "running the $sweep sweep -> $stem.json"
+"$build/aploss_bench" --apl_sweep=$sweep --benchmark_repetitions="${APL_BENCH_REPS:-3}" \
+    --benchmark_report_aggregates_only=true --benchmark_min_time="${APL_BENCH_MIN_TIME:-0.2}" \
+    --benchmark_out="$stem.json.tmp" --benchmark_out_format=json
+mv "$stem.json.tmp" "$stem.json"
+
+# ---- 4. the PyTorch baseline on the same inputs (skips visibly without torch) ----
+say "PyTorch baseline -> $stem-torch.json"
+"$py" bench/torch_baseline.py --cli "$build/aploss" --out "$stem-torch.json" \
+    $([ $full -eq 0 ] || echo --full)
+
+# ---- 5. tables and plots from the stored JSON ----
+say "tables and plots"
+plots/make.sh --bench "$stem.json"
+say "done: $stem.json, $stem-torch.json, results/table.md, plots/*.png"
