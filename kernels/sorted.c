@@ -49,17 +49,27 @@ static inline size_t find_segment(const seg_index *ix, double x)
     return k;
 }
 
-/* Elements are filtered a chunk at a time: the offsets of the valid negatives (t = 0, s >= thr)
- * are collected without a branch, so a scattered 10% of valid elements costs no mispredictions. */
+/* Elements are filtered a chunk at a time: a vectorised pass marks the valid negatives
+ * (t = 0, s >= thr), then the marks are read eight at a time, so the 90% of elements a late or
+ * mid distribution prunes cost neither a branch nor a store each. */
 enum { CHUNK = 4096 };
 
 static size_t valid_in_chunk(const float *s, const int8_t *t, size_t len, float thr,
                              uint16_t *list)
 {
-    size_t m = 0;
-    for (size_t q = 0; q < len; q++) {
+    uint8_t mark[CHUNK];
+    for (size_t q = 0; q < len; q++)
+        mark[q] = (uint8_t)((t[q] == 0) & (s[q] >= thr));
+    size_t m = 0, q = 0;
+    for (; q + 8 <= len; q += 8) {
+        uint64_t w;
+        memcpy(&w, mark + q, 8);
+        for (; w; w &= w - 1) /* one set bit per marked byte */
+            list[m++] = (uint16_t)(q + ((unsigned)__builtin_ctzll(w) >> 3));
+    }
+    for (; q < len; q++) {
         list[m] = (uint16_t)q;
-        m += (t[q] == 0) & (s[q] >= thr);
+        m += mark[q];
     }
     return m;
 }
