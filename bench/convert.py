@@ -68,8 +68,11 @@ def cells_from(doc):
         key = ("floor" if floor else m.group("variant"), int(m.group("elements")),
                None if floor else int(m.group("ppm")),
                None if floor else float(m.group("delta")), None if floor else m.group("dist"))
-        med = [e for e in entries if e.get("run_type") == "aggregate"
-               and e.get("aggregate_name") == "median" and not e.get("error_occurred")]
+        # Medians, except for the floor: its fastest repetition ("min") where recorded.
+        want = ("min", "median") if floor else ("median",)
+        med = sorted((e for e in entries if e.get("run_type") == "aggregate"
+                      and e.get("aggregate_name") in want and not e.get("error_occurred")),
+                     key=lambda e: want.index(e["aggregate_name"]))
         ok = [e for e in entries if e.get("run_type", "iteration") == "iteration"
               and not e.get("error_occurred")]
         errs = [e for e in entries if e.get("error_occurred")]
@@ -77,6 +80,7 @@ def cells_from(doc):
         src = med[0] if med else (ok[0] if ok else None)
         if src is not None:
             unit = TO_MS[src.get("time_unit", "ns")]
+            cell["stat"] = src.get("aggregate_name", "median")
             if med:
                 cell["time_ms"] = src["real_time"] * unit
                 cell["reps"] = src.get("repetitions", 1)
@@ -165,10 +169,11 @@ def main():
     # ---- summary.csv ----
     os.makedirs(a.results, exist_ok=True)
     with open(os.path.join(a.results, "summary.csv"), "w", newline="") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["name", "variant", "elements", "pos_ppm", "delta", "dist", "positives",
                     "valid_negatives", "time_ms", "floor_ms", "floor_fraction", "reps",
-                    "validated_on_elements", "val_max_rel_err", "loss_diff_vs_ours", "status"])
+                    "validated_on_elements", "val_max_rel_err", "loss_diff_vs_ours",
+                    "grad_max_rel_diff_vs_ours", "status"])
         for k in sorted(cells, key=lambda k: (k[0] != "floor", k[0], k[1], k[2] or 0, k[3] or 0,
                                               k[4] or "")):
             c = cells[k]
@@ -177,7 +182,7 @@ def main():
             w.writerow([c["name"], k[0], k[1], k[2], k[3], k[4], c.get("positives"),
                         c.get("valid_negatives"), fmt_num(c["time_ms"]), fmt_num(fl),
                         fmt_num(frac), c["reps"], c.get("val_elements"),
-                        c.get("val_max_rel_err"), c.get("loss_diff"),
+                        c.get("val_max_rel_err"), c.get("loss_diff"), c.get("grad_max_rel_diff"),
                         "timed" if c["time_ms"] is not None else c["message"]])
 
     meta = []
@@ -263,15 +268,15 @@ def main():
     meta.append("pr_x2tics = %s" % x2tics(
         lambda k: k[1] == ONE_IMAGE and k[3] == 1.0 and k[4] == "mid", lambda k: k[2] * 1e-6))
 
-    # One y range for the three delta panels, in whole decades.
+    # One y range for the three delta panels.
     ys = [c["time_ms"] for k, c in cells.items() if k[0] != "floor" and k[1] == ONE_IMAGE
           and k[2] == 1000 and c["time_ms"]]
     ys += [c["predicted_ms"] for k, c in cells.items() if k[0] != "floor" and k[1] == ONE_IMAGE
            and k[2] == 1000 and c["predicted_ms"]]
     if fl_one:
         ys.append(fl_one)
-    meta.append("ymin_delta = %g" % (10 ** math.floor(math.log10(min(ys))) if ys else 1e-3))
-    meta.append("ymax_delta = %g" % (10 ** math.ceil(math.log10(max(ys))) if ys else 1e4))
+    meta.append("ymin_delta = %g" % (min(ys) / 1.5 if ys else 1e-3))
+    meta.append("ymax_delta = %g" % (max(ys) * 1.5 if ys else 1e4))
 
     # ---- speed-ups and floor fraction over the elements slice ----
     el_time = {t: vals for t, vals in meas_el}
@@ -313,7 +318,17 @@ def main():
     date = ctx.get("date", "")[:10]
     skipped = [v for v in variants + torches if v not in {t for t, _ in meas_el}
                and all(cells[k]["time_ms"] is None for k in cells if k[0] == v)]
-    note = "; ".join("%s: %s" % (v, not_timed.get(v, "not timed")[:60]) for v in skipped)
+    def short(msg):
+        for key, text in (("no CUDA device", "no CUDA device"), ("not built", "not built"),
+                          ("cannot import torch", "torch not importable"),
+                          ("predicted", "over the time budget"), ("refused", "REFUSED")):
+            if key in msg:
+                return text
+        return msg[:40]
+    groups = {}
+    for v in skipped:
+        groups.setdefault(short(not_timed.get(v, "not timed")), []).append(v)
+    note = "; ".join("%s (%s)" % (", ".join(vs), why) for why, vs in groups.items())
     meta.insert(0, "machine = %s" % quote(machine))
     meta.insert(1, "run_date = %s" % quote(date))
     meta.insert(2, "not_timed = %s" % quote(("not timed: " + note) if note else ""))
@@ -345,11 +360,15 @@ def main():
     lines = [
         "Measured on %s, %s, git %s, from `results/%s`: RetinaNet batch 8 = 8 x 32736 anchors "
         "x 80 classes = %d elements, %s positives, delta 1, `mid` scores, median of %s runs. "
-        "Memory floor (read logits and targets, write the gradient once): %s ms. "
-        "Fraction of memory floor = floor time / variant time (1 = memory-bound)."
+        "Memory floor (read logits and targets, write the gradient once; %s): %s ms. "
+        "Fraction of memory floor = floor time / variant time (1 = memory-bound).%s"
         % (machine, date, ctx.get("git_revision", "?"), os.path.basename(a.bench), BATCH8,
            pos8 if pos8 is not None else "?",
-           max([c["reps"] for c in cells.values()] or [1]), "%.1f" % fl8 if fl8 else "n/a"),
+           max([c["reps"] for c in cells.values()] or [1]),
+           "fastest run" if cells.get(("floor", BATCH8, None, None, None), {}).get("stat") == "min"
+           else "median", "%.1f" % fl8 if fl8 else "n/a",
+           " Load average when the sweep started: %s (other work on the machine inflates times)."
+           % ", ".join("%.2f" % x for x in ctx["load_avg"]) if ctx.get("load_avg") else ""),
         "",
         "| variant | what it is | time at batch 8 (ms) | speed-up over naive | "
         "speed-up over PyTorch | fraction of memory floor |",
