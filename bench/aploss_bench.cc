@@ -1,8 +1,10 @@
 // aploss_bench.cc: the one Google Benchmark binary. It registers every row of the variant table
-// (apl_variants) over the sweep's slices, plus BM_floor, the memory floor at each size.
+// (apl_variants) over the sweep's slices, plus BM_floor, the memory floor at each size, and
+// BM_floor_gpu, the device memory floor at the same sizes.
 //
-// Names are parseable: BM_loss/<variant>/elements:<M>/pos_ppm:<ppm>/delta:<d>/dist:<dist> and
-// BM_floor/elements:<M>. pos_ppm is the generator's positive-anchor rate in parts per million.
+// Names are parseable: BM_loss/<variant>/elements:<M>/pos_ppm:<ppm>/delta:<d>/dist:<dist>,
+// BM_floor/elements:<M> and BM_floor_gpu/elements:<M>. pos_ppm is the generator's
+// positive-anchor rate in parts per million.
 // Slices (not the full product; see bench/README.md):
 //   elements   pos_ppm 1000, delta 1, mid; 1e3 .. 2.1e7 elements (8 RetinaNet images);
 //              --apl_sweep=full adds 4.2e7 and 1e8
@@ -19,8 +21,14 @@
 // skipped with SkipWithError("skipped: predicted ..."). Both show in the JSON as error_occurred.
 //
 // Timed: the variant function alone (inputs were checked once by apl_run during validation).
-// GPU rows: wall time of the synchronous call (host pointers in, host gradient out, so the
-// copies are included), reported through UseManualTime.
+// GPU rows: device-resident. Each input is copied to the GPU once (apl_gpu_bench_create, cached
+// with the input); every iteration runs the variant's device_fn on the device buffers between
+// two CUDA events (apl_gpu_bench_run), reported through UseManualTime: the kernels, the
+// variant's own temporaries and its final synchronisation, no host<->device copy of the arrays.
+// They are validated on exactly that path (device_fn, gradient copied back afterwards).
+// BM_floor_gpu: one kernel reading logits and targets once and writing the gradient once,
+// timed the same way (apl_gpu_bench_floor). Without a CUDA device (or CUDA) both are skipped
+// with SkipWithError("skipped: ...").
 //
 // Hidden test hook: APL_BENCH_INJECT_WRONG=1 adds a variant "wrong" (sorted with its gradient
 // scaled by 1.001), which must be refused, never timed.
@@ -103,6 +111,11 @@ struct Input {
     std::vector<int8_t> t;
     std::vector<float> grad;
     std::map<std::pair<size_t, double>, Reference> refs; // (prefix elements, delta)
+    apl_gpu_bench *gpu = nullptr; // s and t on the device, made on first use by a GPU row
+    Input() = default;
+    Input(const Input &) = delete;
+    Input &operator=(const Input &) = delete;
+    ~Input() { apl_gpu_bench_destroy(gpu); }
 };
 
 std::unique_ptr<Input> g_input;
@@ -136,6 +149,19 @@ const Input *get_input(const InputKey &k, std::string *error)
     }
     g_input = std::move(in);
     return g_input.get();
+}
+
+// The cached input's device copy (inputs copied to the GPU once per input).
+apl_gpu_bench *get_gpu(Input &in, std::string *error)
+{
+    if (in.gpu)
+        return in.gpu;
+    apl_error err{};
+    if (apl_gpu_bench_create(in.s.data(), in.t.data(), in.n, &in.gpu, &err) != APL_OK) {
+        *error = fmt("cannot copy the input to the device: %s", err.msg);
+        return nullptr;
+    }
+    return in.gpu;
 }
 
 // |P| and |V| of the first n elements, as the SPEC defines them.
@@ -210,6 +236,10 @@ Decision decide(const apl_variant &v, const Cell &c)
             d.error = fmt("skipped: no CUDA device: %s", why.msg);
         return d;
     }
+    if (v.device == APL_GPU && !v.device_fn) {
+        d.error = fmt("skipped: %s has no device-resident entry point (device_fn)", v.name);
+        return d;
+    }
     std::string e;
     if (!get_input(c.in, &e)) {
         d.error = "error: " + e;
@@ -238,9 +268,38 @@ Decision decide(const apl_variant &v, const Cell &c)
                       vn, n, anchors, vp, g_opt.ref_budget_s);
 
     apl_result res{};
-    auto t0 = std::chrono::steady_clock::now();
-    apl_status st = apl_run(&v, in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res, &why);
-    double t_val = seconds_since(t0);
+    apl_status st;
+    double t_val = 0;
+    if (v.device == APL_GPU) {
+        // What is timed: device_fn on device-resident inputs (the cached copy at full size, a
+        // temporary one for a prefix), the gradient copied back afterwards. The first call
+        // includes one-time costs (module loading), so a quick one is repeated for the budget.
+        apl_gpu_bench *tmp = nullptr, *gb = nullptr;
+        if (vn == n) {
+            gb = get_gpu(in, &e);
+            st = gb ? APL_OK : APL_ERR_CUDA;
+            if (!gb)
+                apl_fail(&why, st, "%s", e.c_str());
+        } else {
+            st = apl_gpu_bench_create(in.s.data(), in.t.data(), vn, &tmp, &why);
+            gb = tmp;
+        }
+        if (st == APL_OK)
+            st = apl_gpu_bench_run(gb, &v, c.delta, &res, &t_val, &why);
+        if (st == APL_OK)
+            st = apl_gpu_bench_grad(gb, in.grad.data(), &why);
+        if (st == APL_OK && t_val < 2.0) {
+            double again = 0;
+            apl_result res2{};
+            st = apl_gpu_bench_run(gb, &v, c.delta, &res2, &again, &why);
+            t_val = std::min(t_val, again);
+        }
+        apl_gpu_bench_destroy(tmp);
+    } else {
+        auto t0 = std::chrono::steady_clock::now();
+        st = apl_run(&v, in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res, &why);
+        t_val = seconds_since(t0);
+    }
     if (st != APL_OK) {
         d.error = fmt("error: %s failed during validation: %s: %s", v.name, apl_status_name(st),
                       why.msg);
@@ -277,7 +336,7 @@ Decision decide(const apl_variant &v, const Cell &c)
     }
     d.label = where;
     if (v.device == APL_GPU)
-        d.label += "; time: wall clock of the synchronous call, host<->device copies included";
+        d.label += "; time: device-resident: kernels only, inputs already on the GPU, CUDA events";
     d.ok = true;
     return d;
 }
@@ -308,18 +367,27 @@ void bm_loss(benchmark::State &state, apl_variant v, Cell c, std::string name)
     apl_result res{};
     apl_error err{};
     apl_status st = APL_OK;
-    for (auto _ : state) {
-        if (v.device == APL_GPU) {
-            auto t0 = std::chrono::steady_clock::now();
-            st = v.fn(in->s.data(), in->t.data(), in->n, c.delta, grad, &res, &err);
-            state.SetIterationTime(seconds_since(t0));
-        } else {
-            st = v.fn(in->s.data(), in->t.data(), in->n, c.delta, grad, &res, &err);
+    if (v.device == APL_GPU) {
+        apl_gpu_bench *gb = get_gpu(*g_input, &e); // made during validation unless evicted
+        if (!gb) {
+            state.SkipWithError(("error: " + e).c_str());
+            return;
         }
-        benchmark::DoNotOptimize(grad);
-        benchmark::ClobberMemory();
-        if (st != APL_OK)
-            break;
+        for (auto _ : state) {
+            double sec = 0;
+            st = apl_gpu_bench_run(gb, &v, c.delta, &res, &sec, &err);
+            if (st != APL_OK)
+                break;
+            state.SetIterationTime(sec);
+        }
+    } else {
+        for (auto _ : state) {
+            st = v.fn(in->s.data(), in->t.data(), in->n, c.delta, grad, &res, &err);
+            benchmark::DoNotOptimize(grad);
+            benchmark::ClobberMemory();
+            if (st != APL_OK)
+                break;
+        }
     }
     if (st != APL_OK) {
         state.SkipWithError(fmt("error: %s failed: %s", v.name, err.msg).c_str());
@@ -360,6 +428,46 @@ void bm_floor(benchmark::State &state, InputKey k)
     }
     set_common_counters(state, in->n);
     state.SetLabel("read logits + targets, write gradient: 9 bytes per element");
+}
+
+// The device memory floor: the same pass as one grid-stride kernel on the device-resident input
+// (vectorised loads and stores), CUDA-event time through UseManualTime.
+void bm_floor_gpu(benchmark::State &state, InputKey k)
+{
+    static char gpu[APL_MSG_LEN];
+    static apl_status gpu_st = apl_gpu_name(gpu, sizeof gpu); // once: no device stays no device
+    if (gpu_st != APL_OK) {
+        std::string why = gpu_st == APL_ERR_UNAVAILABLE   ? fmt("skipped: %s", gpu)
+                          : gpu_st == APL_ERR_NODEVICE ? (std::strncmp(gpu, "no CUDA device", 14) == 0
+                                                                ? fmt("skipped: %s", gpu)
+                                                                : fmt("skipped: no CUDA device: %s", gpu))
+                                                         : fmt("error: %s", gpu);
+        state.SkipWithError(why.c_str());
+        return;
+    }
+    std::string e;
+    const Input *in = get_input(k, &e);
+    apl_gpu_bench *gb = in ? get_gpu(*g_input, &e) : nullptr;
+    if (!gb) {
+        state.SkipWithError(("error: " + e).c_str());
+        return;
+    }
+    apl_error err{};
+    apl_status st = APL_OK;
+    for (auto _ : state) {
+        double sec = 0;
+        st = apl_gpu_bench_floor(gb, &sec, &err);
+        if (st != APL_OK)
+            break;
+        state.SetIterationTime(sec);
+    }
+    if (st != APL_OK) {
+        state.SkipWithError(fmt("error: device floor failed: %s", err.msg).c_str());
+        return;
+    }
+    set_common_counters(state, in->n);
+    state.SetLabel("device-resident: read logits + targets, write gradient once (9 bytes per "
+                   "element), inputs already on the GPU, CUDA events");
 }
 
 // ---- the injected wrong variant (test hook) ----
@@ -470,9 +578,16 @@ void add_context(const std::vector<apl_variant> &variants, int ncpu_rows)
     benchmark::AddCustomContext("sweep", g_opt.sweep);
     benchmark::AddCustomContext("budget_s", fmt("%g", g_opt.budget_s));
     benchmark::AddCustomContext("ref_budget_s", fmt("%g", g_opt.ref_budget_s));
-    benchmark::AddCustomContext("timed", "CPU: the variant function alone; GPU: wall clock of "
-                                         "the synchronous call incl. host<->device copies");
-    std::string gpu = run_cmd("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null");
+    benchmark::AddCustomContext("timed", "CPU: the variant function alone; GPU: device-resident "
+                                         "(inputs copied to the GPU once per input), CUDA-event "
+                                         "time of device_fn, no host<->device copies of the "
+                                         "arrays; BM_floor_gpu likewise");
+    char gpu_name[APL_MSG_LEN];
+    std::string gpu;
+    if (apl_gpu_name(gpu_name, sizeof gpu_name) == APL_OK)
+        gpu = gpu_name; // the device the GPU rows run on
+    else
+        gpu = run_cmd("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null");
     bool gpu_rows = (int)variants.size() > ncpu_rows;
     if (!gpu.empty())
         benchmark::AddCustomContext("gpu", gpu);
@@ -570,7 +685,7 @@ int main(int argc, char **argv)
     const char *inject = std::getenv("APL_BENCH_INJECT_WRONG");
     if (inject && std::strcmp(inject, "1") == 0)
         variants.push_back({"wrong", wrong_fn, APL_CPU, "C++ test hook", 0,
-                            "sorted with its gradient scaled by 1.001: must be refused"});
+                            "sorted with its gradient scaled by 1.001: must be refused", nullptr});
     add_context(variants, ncpu);
 
     std::vector<Cell> cells = sweep_cells(g_opt.sweep);
@@ -585,11 +700,18 @@ int main(int argc, char **argv)
             std::string name = fmt("BM_floor/elements:%zu", c.in.elements());
             // The floor is what the machine can do: its fastest repetition ("min") is reported
             // beside the median, and the converter uses it (less exposed to a busy neighbour).
+            auto min_stat = [](const std::vector<double> &v) {
+                return *std::min_element(v.begin(), v.end());
+            };
             benchmark::RegisterBenchmark(name.c_str(), bm_floor, c.in)
                 ->Unit(benchmark::kMillisecond)
-                ->ComputeStatistics("min", [](const std::vector<double> &v) {
-                    return *std::min_element(v.begin(), v.end());
-                });
+                ->ComputeStatistics("min", min_stat);
+            // The device floor beside it, for the GPU rows' fraction of the floor.
+            name = fmt("BM_floor_gpu/elements:%zu", c.in.elements());
+            benchmark::RegisterBenchmark(name.c_str(), bm_floor_gpu, c.in)
+                ->Unit(benchmark::kMillisecond)
+                ->UseManualTime()
+                ->ComputeStatistics("min", min_stat);
         }
         for (const apl_variant &v : variants) {
             std::string name = "BM_loss/" + std::string(v.name) + "/" + cell_suffix(c);

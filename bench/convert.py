@@ -5,12 +5,15 @@ Reads the JSON that aploss_bench wrote (Google Benchmark, --benchmark_out_format
 PyTorch baseline's JSON beside it (same stem + "-torch.json"), never console output. Writes into
 the results directory:
     summary.csv          every cell: time, counters, floor fraction, or why it was not timed
-    elements.dat         time vs elements (pos_ppm 1000, delta 1, mid), plus floor and PyTorch
+    elements.dat         time vs elements (pos_ppm 1000, delta 1, mid), plus floor (and
+                         floor_gpu where it was timed) and PyTorch
     pos_rate.dat         time vs positive-anchor rate at one RetinaNet image
     delta_<dist>.dat     time vs delta at one RetinaNet image, per distribution
     speedup_naive.dat    naive time / variant time vs elements
     speedup_torch.dat    PyTorch time / variant time vs elements
     floor_fraction.dat   floor time / variant time vs elements (1 = as fast as the memory floor)
+                         GPU rows (and torch_cuda) against BM_floor_gpu, the device floor at
+                         the same size; CPU rows against BM_floor
     plot_meta.gp         machine name, column counts, colours: what the plot scripts load
     table.md             the README table (RetinaNet batch 8), also written into ../README.md
                          between <!-- table:begin --> and <!-- table:end --> when both exist
@@ -38,8 +41,11 @@ TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 # One colour per series, the same in every plot.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 FLOOR_COLOUR, TORCH_COLOURS = "#000000", ["#ff7f0e", "#7f7f7f"]
+FLOOR_GPU_COLOUR = "#555555"
+# The memory floors: BM_floor (host memory) and BM_floor_gpu (device memory, CUDA events).
+FLOORS = {"BM_floor": "floor", "BM_floor_gpu": "floor_gpu"}
 
-NAME_RE = re.compile(r"^(BM_loss|BM_floor)/(?:(?P<variant>[A-Za-z0-9_]+)/)?elements:(?P<elements>\d+)"
+NAME_RE = re.compile(r"^(BM_loss|BM_floor_gpu|BM_floor)/(?:(?P<variant>[A-Za-z0-9_]+)/)?elements:(?P<elements>\d+)"
                      r"(?:/pos_ppm:(?P<ppm>\d+))?(?:/delta:(?P<delta>[0-9.eE+-]+))?"
                      r"(?:/dist:(?P<dist>[a-z]+))?")
 SUFFIX_RE = re.compile(r"/(manual_time|real_time|process_time|min_time:[^/]*|repeats:\d+|"
@@ -53,7 +59,8 @@ def load(path):
 
 
 def cells_from(doc):
-    """{key: cell} with key (variant, elements, ppm, delta, dist); variant 'floor' for BM_floor."""
+    """{key: cell} with key (variant, elements, ppm, delta, dist); variant 'floor' for BM_floor,
+    'floor_gpu' for BM_floor_gpu."""
     runs = {}
     for b in doc.get("benchmarks", []):
         rn = SUFFIX_RE.sub("", b.get("run_name") or b["name"])
@@ -64,8 +71,8 @@ def cells_from(doc):
         if not m:
             print("convert.py: ignoring unparseable name %r" % rn, file=sys.stderr)
             continue
-        floor = m.group(1) == "BM_floor"
-        key = ("floor" if floor else m.group("variant"), int(m.group("elements")),
+        floor = m.group(1) in FLOORS
+        key = (FLOORS[m.group(1)] if floor else m.group("variant"), int(m.group("elements")),
                None if floor else int(m.group("ppm")),
                None if floor else float(m.group("delta")), None if floor else m.group("dist"))
         # Medians, except for the floor: its fastest repetition ("min") where recorded.
@@ -157,14 +164,26 @@ def main():
         [k.split(":", 1)[1] for k in ctx if k.startswith("variant:")]
     seen = {k[0] for k in cells}
     variants = [v for v in table_variants if v in seen]
-    variants += sorted(v for v in seen if v not in variants and v != "floor"
+    variants += sorted(v for v in seen if v not in variants and v not in FLOORS.values()
                        and not v.startswith("torch"))
     torches = sorted(v for v in seen if v.startswith("torch"))
     colour = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
     colour.update({v: TORCH_COLOURS[i % 2] for i, v in enumerate(torches)})
     colour["floor"] = FLOOR_COLOUR
+    colour["floor_gpu"] = FLOOR_GPU_COLOUR
 
     floor = {k[1]: c["time_ms"] for k, c in cells.items() if k[0] == "floor"}
+    floor_gpu = {k[1]: c["time_ms"] for k, c in cells.items()
+                 if k[0] == "floor_gpu" and c["time_ms"] is not None}
+
+    def on_gpu(v):
+        """GPU rows (the context says GPU), torch_cuda and the device floor."""
+        return v == "floor_gpu" or ctx.get("variant:" + v, "").startswith("GPU") or \
+            (v.startswith("torch") and "cuda" in v)
+
+    def floor_for(v):
+        """The floor a variant is measured against: the device floor for GPU rows."""
+        return floor_gpu if on_gpu(v) else floor
 
     # ---- summary.csv ----
     os.makedirs(a.results, exist_ok=True)
@@ -174,10 +193,10 @@ def main():
                     "valid_negatives", "time_ms", "floor_ms", "floor_fraction", "reps",
                     "validated_on_elements", "val_max_rel_err", "loss_diff_vs_ours",
                     "grad_max_rel_diff_vs_ours", "status"])
-        for k in sorted(cells, key=lambda k: (k[0] != "floor", k[0], k[1], k[2] or 0, k[3] or 0,
-                                              k[4] or "")):
+        for k in sorted(cells, key=lambda k: (k[0] not in FLOORS.values(), k[0], k[1], k[2] or 0,
+                                              k[3] or 0, k[4] or "")):
             c = cells[k]
-            fl = floor.get(k[1])
+            fl = floor_for(k[0]).get(k[1])
             frac = fl / c["time_ms"] if fl and c["time_ms"] else None
             w.writerow([c["name"], k[0], k[1], k[2], k[3], k[4], c.get("positives"),
                         c.get("valid_negatives"), fmt_num(c["time_ms"]), fmt_num(fl),
@@ -191,7 +210,7 @@ def main():
     def series_for(select, xkey, with_floor):
         """Measured series (floor, variants, torch) and predicted-only series for one slice."""
         xs, meas, pred = set(), [], []
-        names = (["floor"] if with_floor else []) + variants + torches
+        names = (["floor", "floor_gpu"] if with_floor else []) + variants + torches
         for v in names:
             vals, pvals = {}, {}
             for k, c in cells.items():
@@ -221,14 +240,16 @@ def main():
         # A trailing spare: gnuplot evaluates an empty "for" clause's options once.
         meta.append("%s_colours = %s" % (prefix, quote(" ".join(cols + ["#000000"]))))
         meta.append("%s_dash = %s" % (prefix, quote(" ".join(
-            "2" if t == "floor" or t.startswith("torch") else "1" for t, _ in meas) + " 1")))
+            "4" if t == "floor_gpu" else "2" if t == "floor" or t.startswith("torch") else "1"
+            for t, _ in meas) + " 1")))
         return xs, meas
 
     def el_select(k):
         return k[2] == 1000 and k[3] == 1.0 and k[4] == "mid"
 
     xs_el, meas_el = slice_dat("el", "elements.dat", "elements",
-                               lambda k: k[0] == "floor" or el_select(k), lambda k: k[1], True,
+                               lambda k: k[0] in FLOORS.values() or el_select(k),
+                               lambda k: k[1], True,
                                "time per call (ms) vs elements; pos_ppm 1000, delta 1, mid")
     xs_pr, _ = slice_dat("pr", "pos_rate.dat", "pos_rate",
               lambda k: k[0] != "floor" and k[1] == ONE_IMAGE and k[3] == 1.0 and k[4] == "mid",
@@ -300,7 +321,8 @@ def main():
     ff = []
     for v in variants + torches:
         if v in el_time:
-            vals = {x: floor[x] / el_time[v][x] for x in el_time[v] if floor.get(x)}
+            fv = floor_for(v)
+            vals = {x: fv[x] / el_time[v][x] for x in el_time[v] if fv.get(x)}
             if vals:
                 ff.append((v, vals))
     write_dat(os.path.join(a.results, "floor_fraction.dat"), "elements", xs_el, ff,
@@ -344,6 +366,7 @@ def main():
     naive_b8 = at_b8("naive")
     torch_b8 = at_b8(torches[0]) if torches else None
     fl8 = floor.get(BATCH8)
+    fl8_gpu = floor_gpu.get(BATCH8)
     desc = {k.split(":", 1)[1]: val for k, val in ctx.items() if k.startswith("variant:")}
     for t in torches:
         desc[t] = "CPU | PyTorch %s | O(P*M) | the published algorithm as a PyTorch loop over " \
@@ -355,18 +378,26 @@ def main():
     def t_of(c):
         return c["time_ms"] if c and c["time_ms"] is not None else None
 
+    # GPU rows: a sentence on how they are timed and their floor, only where GPU data exists.
+    gpu_timed = fl8_gpu or any(on_gpu(v) and t_of(at_b8(v)) for v in variants)
+    gpu_note = (" GPU rows: device-resident (inputs already on the GPU, kernels only), CUDA-event "
+                "time; their fraction is against the device memory floor (the same pass as one "
+                "kernel on the GPU; %s): %s ms." % (
+                    "fastest run" if cells.get(("floor_gpu", BATCH8, None, None, None), {})
+                    .get("stat") == "min" else "median", "%.3g" % fl8_gpu if fl8_gpu else "n/a")
+                if gpu_timed else "")
     pos8 = next((int(c["positives"]) for k, c in cells.items()
                  if k[1] == BATCH8 and c.get("positives") is not None), None)
     lines = [
         "Measured on %s, %s, git %s, from `results/%s`: RetinaNet batch 8 = 8 x 32736 anchors "
         "x 80 classes = %d elements, %s positives, delta 1, `mid` scores, median of %s runs. "
         "Memory floor (read logits and targets, write the gradient once; %s): %s ms. "
-        "Fraction of memory floor = floor time / variant time (1 = memory-bound).%s"
+        "Fraction of memory floor = floor time / variant time (1 = memory-bound).%s%s"
         % (machine, date, ctx.get("git_revision", "?"), os.path.basename(a.bench), BATCH8,
            pos8 if pos8 is not None else "?",
            max([c["reps"] for c in cells.values()] or [1]),
            "fastest run" if cells.get(("floor", BATCH8, None, None, None), {}).get("stat") == "min"
-           else "median", "%.1f" % fl8 if fl8 else "n/a",
+           else "median", "%.1f" % fl8 if fl8 else "n/a", gpu_note,
            " Load average when the sweep started: %s (other work on the machine inflates times)."
            % ", ".join("%.2f" % x for x in ctx["load_avg"]) if ctx.get("load_avg") else ""),
         "",
@@ -391,9 +422,10 @@ def main():
             continue
         sn = t_of(naive_b8) / t if t_of(naive_b8) else None
         st = t_of(torch_b8) / t if t_of(torch_b8) else None
+        fv8 = fl8_gpu if on_gpu(v) else fl8
         lines.append("| %s | %s | %.1f | %s | %s | %s |" % (
             v, md(what), t, "%.1fx" % sn if sn else "n/a", "%.1fx" % st if st else "n/a",
-            "%.3g" % (fl8 / t) if fl8 else "n/a"))
+            "%.3g" % (fv8 / t) if fv8 else "n/a"))
     table = "\n".join(lines) + "\n"
     with open(os.path.join(a.results, "table.md"), "w") as f:
         f.write(table)

@@ -62,6 +62,11 @@ typedef struct {
     const char *backend;     /* "C", "Thrust/CPP", "CUDA", ... */
     int quadratic;           /* 1: O(|P|*M) work; benchmarks budget these */
     const char *description; /* one line */
+    /* GPU rows: the same computation and contract as fn, but logits, targets and grad are DEVICE
+     * pointers (n elements each) and nothing of that size crosses the bus; it has synchronised
+     * with the device when it returns (res is a host struct). NULL for CPU rows and where not
+     * built. Last, so positional initialisers of the fields above stay valid. */
+    apl_variant_fn device_fn;
 } apl_variant;
 
 /* The one table of variants. */
@@ -78,6 +83,32 @@ apl_status apl_check_inputs(const float *logits, const int8_t *targets, size_t n
 /* apl_check_inputs, then the variant. The entry point for every caller. */
 apl_status apl_run(const apl_variant *v, const float *logits, const int8_t *targets, size_t n,
                    double delta, float *grad, apl_result *res, apl_error *err);
+
+/* ---- GPU timing (kernels/cuda_common.cu; without CUDA every call answers APL_ERR_UNAVAILABLE) ----
+ * A device-resident benchmark context: the inputs are copied to the GPU once, then a variant's
+ * device_fn (or the memory floor) runs on them, timed with CUDA events on the default stream. */
+typedef struct apl_gpu_bench apl_gpu_bench;
+/* Checks the inputs (apl_check_inputs with delta 1), allocates device logits, targets and
+ * gradient (n elements each) and copies logits and targets once. *out is NULL on failure. */
+apl_status apl_gpu_bench_create(const float *logits, const int8_t *targets, size_t n,
+                                apl_gpu_bench **out, apl_error *err);
+/* Runs v->device_fn on the device buffers between two CUDA events (the kernels, the variant's
+ * own temporaries and its synchronisation; no host<->device copy of the arrays) and returns the
+ * elapsed event time in *seconds. The gradient stays on the device (apl_gpu_bench_grad). */
+apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, double delta,
+                             apl_result *res, double *seconds, apl_error *err);
+/* The device memory floor: one grid-stride kernel that reads logits and targets once and writes
+ * the gradient once (g = t == 1 ? -s : 0.5f * s, vectorised where aligned), event-timed. It
+ * overwrites the device gradient. */
+apl_status apl_gpu_bench_floor(apl_gpu_bench *b, double *seconds, apl_error *err);
+/* Copies the device gradient (n floats) to host_grad. */
+apl_status apl_gpu_bench_grad(const apl_gpu_bench *b, float *host_grad, apl_error *err);
+size_t apl_gpu_bench_size(const apl_gpu_bench *b); /* n; 0 for NULL */
+void apl_gpu_bench_destroy(apl_gpu_bench *b);      /* NULL is fine */
+/* The current CUDA device's name into buf (always NUL-terminated when cap > 0): APL_OK, or
+ * APL_ERR_NODEVICE / APL_ERR_UNAVAILABLE (built without CUDA) / APL_ERR_CUDA with the reason
+ * written into buf instead. */
+apl_status apl_gpu_name(char *buf, size_t cap);
 
 /* ---- reference (reference/reference.c): the SPEC, literally, in double precision ---- */
 apl_status apl_reference(const float *logits, const int8_t *targets, size_t n, double delta,

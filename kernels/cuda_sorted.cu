@@ -1,6 +1,6 @@
 /* cuda_sorted.cu: the variant cuda_sorted, the SPEC's O(M log|P|) algorithm on the GPU.
  *
- *   1. copy logits and targets to the device; gather and sort the positives (Thrust/CUB);
+ *   1. gather and sort the positives (Thrust/CUB) of the device-resident inputs;
  *      merged breakpoints s_i -+ delta, their windows, fixed-point positions and the segment
  *      lookup table (build_segments in thrust_sorted.inl)
  *   2. pass1_kernel: every valid negative finds its segment and adds its count and fixed-point
@@ -9,7 +9,10 @@
  *      sorted list (histogram_sorted)
  *   3. sorted_core (thrust_sorted.inl): window sums give a_i, b_i; the recurrence; alpha_k, beta_k
  *   4. pass2_kernel: every element's gradient (G at valid negatives, 0 elsewhere), then the
- *      positives' -(1 - prec_i)/|P|; copy the gradient back
+ *      positives' -(1 - prec_i)/|P|, straight into the device gradient
+ *
+ * apl_cuda_sorted_device is that, on device pointers; apl_cuda_sorted (host pointers) copies the
+ * inputs in, calls it and copies the gradient out.
  *
  * Deterministic: the only atomics add integers (counts, fixed-point offsets), and integer
  * addition does not depend on order. Steps 1 and 3 are the code thrust_sorted_cpu runs on the
@@ -119,7 +122,8 @@ uint64_t grid_for(uint64_t n, int sms, int per_sm)
     return blocks ? blocks : 1;
 }
 
-apl_status cuda_sorted_body(const float *logits, const int8_t *targets, size_t n, double delta,
+/* The device core: s, t and grad are device pointers (n elements each). May throw. */
+apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double delta,
                             float *grad, apl_result *res, apl_error *err)
 {
     *res = apl_result{0.0, 0, 0};
@@ -130,14 +134,12 @@ apl_status cuda_sorted_body(const float *logits, const int8_t *targets, size_t n
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 
-    dvec<float> s(logits, logits + n);
-    dvec<int8_t> t(targets, targets + n);
     positives p;
-    gather_positives(s, t, delta, p);
+    gather_positives(s, t, n, delta, p);
     res->positives = p.np;
     if (p.np == 0) {
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
+        CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
+        return device_sync(err);
     }
     if (p.np > MAX_POSITIVES)
         return apl_fail(err, APL_ERR_ARG, "cuda_sorted: %zu positives: at most %zu supported",
@@ -148,7 +150,7 @@ apl_status cuda_sorted_body(const float *logits, const int8_t *targets, size_t n
 
     /* Pass 1. */
     dvec<uint64_t> cnt_n(S, 0), off_n(S, 0), nv(1, 0);
-    pass1_args a1 = {raw(s), raw(t), n, p.thr, sg.ix, sg.qscale, sg.qmax,
+    pass1_args a1 = {s, t, n, p.thr, sg.ix, sg.qscale, sg.qmax,
                      (ull *)raw(cnt_n), (ull *)raw(off_n), (ull *)raw(nv)};
     const size_t smem = S * (sizeof(ull) + sizeof(unsigned));
     if (smem <= (size_t)smem_optin) {
@@ -171,21 +173,26 @@ apl_status cuda_sorted_body(const float *logits, const int8_t *targets, size_t n
     res->loss = r.loss;
     res->valid_negatives = (size_t)(uint64_t)nv[0];
 
-    /* Pass 2. */
-    dvec<float> g(n);
-    pass2_args a2 = {raw(s), raw(t), n, p.thr, sg.ix, raw(r.alpha), raw(r.beta), raw(g)};
+    /* Pass 2: every element of the gradient, then the positives over it. */
+    pass2_args a2 = {s, t, n, p.thr, sg.ix, raw(r.alpha), raw(r.beta), grad};
     pass2_kernel<<<(unsigned)grid_for(n, sms, 2048 / THREADS), THREADS>>>(a2);
     CUDA_CHECK(cudaGetLastError());
-    scatter_positive_grads(p, r, g);
-    CUDA_CHECK(cudaMemcpy(grad, raw(g), n * sizeof *grad, cudaMemcpyDeviceToHost));
-    return APL_OK;
+    scatter_positive_grads(p, r, grad);
+    return device_sync(err);
 }
 
 } /* namespace */
 
+APL_VARIANT_FN(apl_cuda_sorted_device)
+{
+    return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
+        return cuda_sorted_core(logits, targets, n, delta, grad, res, err);
+    });
+}
+
 APL_VARIANT_FN(apl_cuda_sorted)
 {
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
-        return cuda_sorted_body(logits, targets, n, delta, grad, res, err);
+        return run_from_host(cuda_sorted_core, logits, targets, n, delta, grad, res, err);
     });
 }

@@ -1,7 +1,7 @@
 /* cuda_warp.cu: the variant cuda_warp, the published algorithm (pruned.c's O(|P| * |V|) loops)
  * made warp-parallel on the GPU.
  *
- *   1. copy logits and targets to the device; gather and sort the positives; compact the valid
+ *   1. gather and sort the positives of the device-resident inputs; compact the valid
  *      negatives (s_j >= the exact float threshold) (Thrust, shared with thrust_sorted.inl)
  *   2. ab_kernel: one warp per positive computes a_i and b_i; the block's warps share tiles of
  *      logits staged in shared memory; H per term in double, double accumulation, butterfly
@@ -12,6 +12,9 @@
  *      w_i) in shared-memory tiles, double accumulation; then the positives' -(1 - prec_i)/|P|
  *
  * No atomics at all, so two runs give the same bits.
+ *
+ * apl_cuda_warp_device is that, on device pointers; apl_cuda_warp (host pointers) copies the
+ * inputs in, calls it and copies the gradient out.
  */
 #include "thrust_sorted.inl"
 
@@ -96,26 +99,24 @@ __global__ void neg_grad_kernel(const float *xv, const uint64_t *vidx, uint64_t 
         grad[vidx[j]] = (float)(g * inv_np);
 }
 
-apl_status cuda_warp_body(const float *logits, const int8_t *targets, size_t n, double delta,
-                          float *grad, apl_result *res, apl_error *err)
+/* The device core: s, t and grad are device pointers (n elements each). May throw. */
+apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delta, float *grad,
+                          apl_result *res, apl_error *err)
 {
     *res = apl_result{0.0, 0, 0};
     if (n == 0)
         return APL_OK;
-    dvec<float> s(logits, logits + n);
-    dvec<int8_t> t(targets, targets + n);
     positives p;
-    gather_positives(s, t, delta, p);
+    gather_positives(s, t, n, delta, p);
     res->positives = p.np;
     if (p.np == 0) {
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
+        CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
+        return device_sync(err);
     }
     dvec<uint64_t> vidx;
     dvec<float> xv;
-    const size_t nv = compact_valid_negatives(s, t, p.thr, vidx, xv);
+    const size_t nv = compact_valid_negatives(s, t, n, p.thr, vidx, xv);
     res->valid_negatives = nv;
-    s.clear(), s.shrink_to_fit(), t.clear(), t.shrink_to_fit();
 
     const double inv2d = 1.0 / (2.0 * delta);
     dvec<double> a(p.np), b(p.np), w;
@@ -127,23 +128,30 @@ apl_status cuda_warp_body(const float *logits, const int8_t *targets, size_t n, 
     r.loss = precision_recurrence(a, b, r.om, w);
     res->loss = r.loss;
 
-    dvec<float> g(n, 0.0f);
+    /* 0 everywhere, then G at the valid negatives and -(1 - prec_i)/|P| at the positives. */
+    CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
     if (nv > 0) {
         neg_grad_kernel<<<(unsigned)((nv + G_THREADS - 1) / G_THREADS), G_THREADS>>>(
             raw(xv), raw(vidx), nv, raw(p.s), raw(w), p.np, inv2d, 2.0 * delta,
-            1.0 / (double)p.np, raw(g));
+            1.0 / (double)p.np, grad);
         CUDA_CHECK(cudaGetLastError());
     }
-    scatter_positive_grads(p, r, g);
-    CUDA_CHECK(cudaMemcpy(grad, raw(g), n * sizeof *grad, cudaMemcpyDeviceToHost));
-    return APL_OK;
+    scatter_positive_grads(p, r, grad);
+    return device_sync(err);
 }
 
 } /* namespace */
 
+APL_VARIANT_FN(apl_cuda_warp_device)
+{
+    return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
+        return cuda_warp_core(logits, targets, n, delta, grad, res, err);
+    });
+}
+
 APL_VARIANT_FN(apl_cuda_warp)
 {
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
-        return cuda_warp_body(logits, targets, n, delta, grad, res, err);
+        return run_from_host(cuda_warp_core, logits, targets, n, delta, grad, res, err);
     });
 }

@@ -23,9 +23,16 @@ APL_VARIANT_FN(apl_thrust_sorted_cpu);
 #endif
 
 #ifdef APL_HAVE_CUDA
+/* Host entry points: copy logits and targets to the device, run the device core, copy the
+ * gradient back. */
 APL_VARIANT_FN(apl_cuda_warp);
 APL_VARIANT_FN(apl_cuda_sorted);
 APL_VARIANT_FN(apl_thrust_sorted_cuda);
+/* Device cores (apl_variant.device_fn): logits, targets and grad are device pointers; no copy
+ * of the arrays; synchronised with the device before returning. */
+APL_VARIANT_FN(apl_cuda_warp_device);
+APL_VARIANT_FN(apl_cuda_sorted_device);
+APL_VARIANT_FN(apl_thrust_sorted_cuda_device);
 /* Number of CUDA devices; 0 with the reason in err when none (no driver, no device). */
 int apl_cuda_device_count(apl_error *err);
 #endif

@@ -70,6 +70,9 @@ typedef unsigned long long ull; /* what CUDA's 64-bit atomicAdd takes */
 template <class T> using dvec = thrust::device_vector<T>;
 template <class T> T *raw(dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
 template <class T> const T *raw(const dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
+/* A raw pointer to device memory (host memory on the CPP backend), so that Thrust dispatches to
+ * the device system. */
+template <class T> thrust::device_ptr<T> dptr(T *p) { return thrust::device_pointer_cast(p); }
 typedef thrust::counting_iterator<uint64_t> count_it;
 
 const int POS_BITS = 52; /* breakpoint positions, in 2^-52 ramp widths */
@@ -349,34 +352,34 @@ struct positives {
     float thr = 0.0f;     /* valid negatives: t == 0 and s >= thr */
 };
 
-/* The positives, sorted; np = 0 leaves the rest empty. */
-inline void gather_positives(const dvec<float> &s, const dvec<int8_t> &t, double delta,
+/* The positives of the n device-resident logits s and targets t, sorted; np = 0 leaves the rest
+ * empty. */
+inline void gather_positives(const float *s, const int8_t *t, size_t n, double delta,
                              positives &p)
 {
-    size_t n = s.size();
-    p.np = (size_t)thrust::count(t.begin(), t.end(), (int8_t)1);
+    p.np = (size_t)thrust::count(dptr(t), dptr(t) + n, (int8_t)1);
     if (p.np == 0)
         return;
     p.index.resize(p.np);
     p.s.resize(p.np);
-    thrust::copy_if(count_it(0), count_it(n), t.begin(), p.index.begin(), is_target{1});
-    thrust::gather(p.index.begin(), p.index.end(), s.begin(), p.s.begin());
+    thrust::copy_if(count_it(0), count_it(n), dptr(t), p.index.begin(), is_target{1});
+    thrust::gather(p.index.begin(), p.index.end(), dptr(s), p.s.begin());
     /* Stable on ascending indices: ties by index, as cpu_common.c sorts. */
     thrust::stable_sort_by_key(p.s.begin(), p.s.end(), p.index.begin());
     p.thr = prune_threshold(p.s[0], delta);
 }
 
-/* Positions and logits of the valid negatives, in input order. Returns |V|. */
-inline size_t compact_valid_negatives(const dvec<float> &s, const dvec<int8_t> &t, float thr,
+/* Positions and logits of the valid negatives of the n device-resident s, t, in input order.
+ * Returns |V|. */
+inline size_t compact_valid_negatives(const float *s, const int8_t *t, size_t n, float thr,
                                       dvec<uint64_t> &vidx, dvec<float> &x)
 {
-    size_t n = s.size();
-    auto st = thrust::make_zip_iterator(thrust::make_tuple(s.begin(), t.begin()));
+    auto st = thrust::make_zip_iterator(thrust::make_tuple(dptr(s), dptr(t)));
     size_t nv = (size_t)thrust::count_if(st, st + n, is_valid_negative{thr});
     vidx.resize(nv);
     x.resize(nv);
     thrust::copy_if(count_it(0), count_it(n), st, vidx.begin(), is_valid_negative{thr});
-    thrust::gather(vidx.begin(), vidx.end(), s.begin(), x.begin());
+    thrust::gather(vidx.begin(), vidx.end(), dptr(s), x.begin());
     return nv;
 }
 
@@ -525,63 +528,112 @@ inline void sorted_core(const positives &p, const segments &sg, double delta,
                                1.0 / (2.0 * delta), 1.0 / (double)np});
 }
 
-/* grad[index_i] = -(1 - prec_i)/|P| for every positive. */
-inline void scatter_positive_grads(const positives &p, const core_result &r, dvec<float> &g)
+/* grad[index_i] = -(1 - prec_i)/|P| for every positive; g is the device gradient. */
+inline void scatter_positive_grads(const positives &p, const core_result &r, float *g)
 {
     auto gp = thrust::make_transform_iterator(r.om.begin(), positive_grad{(double)p.np});
-    thrust::scatter(gp, gp + p.np, p.index.begin(), g.begin());
+    thrust::scatter(gp, gp + p.np, p.index.begin(), dptr(g));
+}
+
+/* The end of every device core: the work queued on the device is done (so a failure shows here,
+ * and the caller may read the gradient or stop a timer). Nothing to wait for on the CPP backend. */
+inline apl_status device_sync(apl_error *err)
+{
+#if defined(__CUDACC__)
+    CUDA_CHECK(cudaDeviceSynchronize());
+#else
+    (void)err;
+#endif
+    return APL_OK;
+}
+
+/* A device core's host entry point: copy logits and targets to the device, run core (same
+ * signature as a variant, device pointers), copy the gradient back. Call inside apl_guarded. */
+template <class Core>
+inline apl_status run_from_host(Core &&core, const float *logits, const int8_t *targets, size_t n,
+                                double delta, float *grad, apl_result *res, apl_error *err)
+{
+    *res = apl_result{0.0, 0, 0};
+    if (n == 0)
+        return APL_OK;
+    dvec<float> s(logits, logits + n);
+    dvec<int8_t> t(targets, targets + n);
+    dvec<float> g(n);
+    apl_status st = core(raw(s), raw(t), n, delta, raw(g), res, err);
+    if (st != APL_OK)
+        return st;
+    thrust::copy(g.begin(), g.end(), grad);
+    return APL_OK;
 }
 
 /* ---- the variant ---- */
 
+/* thrust_sorted on device-resident logits, targets and gradient (n elements each). May throw:
+ * call inside apl_guarded. */
+inline apl_status thrust_sorted_core(const char *name, const float *s, const int8_t *t, size_t n,
+                                     double delta, float *grad, apl_result *res, apl_error *err)
+{
+    *res = apl_result{0.0, 0, 0};
+    if (n == 0)
+        return APL_OK;
+    positives p;
+    gather_positives(s, t, n, delta, p);
+    res->positives = p.np;
+    if (p.np == 0) {
+        thrust::fill_n(dptr(grad), n, 0.0f);
+        return device_sync(err);
+    }
+    if (p.np > MAX_POSITIVES)
+        return apl_fail(err, APL_ERR_ARG, "%s: %zu positives: at most %zu supported", name, p.np,
+                        MAX_POSITIVES);
+    segments sg;
+    build_segments(p, delta, n, sg);
+
+    /* Valid negatives sorted by logit (ties by index), so their segments come out sorted. */
+    dvec<uint64_t> vidx;
+    dvec<float> xs;
+    res->valid_negatives = compact_valid_negatives(s, t, n, p.thr, vidx, xs);
+    thrust::stable_sort_by_key(xs.begin(), xs.end(), vidx.begin());
+
+    /* Pass 1: histograms per segment. */
+    dvec<uint32_t> kn, kp;
+    dvec<uint64_t> cnt_n, off_n, cnt_p, off_p;
+    histogram_sorted(xs, sg, kn, cnt_n, off_n);
+    histogram_sorted(p.s, sg, kp, cnt_p, off_p);
+    core_result r;
+    sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p, r);
+    res->loss = r.loss;
+
+    /* Pass 2: G at every valid negative, -(1 - prec_i)/|P| at every positive, 0 elsewhere. */
+    thrust::fill_n(dptr(grad), n, 0.0f);
+    auto ge = thrust::make_transform_iterator(
+        thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), kn.begin())),
+        eval_g{raw(sg.O), raw(r.alpha), raw(r.beta)});
+    thrust::scatter(ge, ge + xs.size(), vidx.begin(), dptr(grad));
+    scatter_positive_grads(p, r, grad);
+    return device_sync(err);
+}
+
+/* The host entry point (both backends): copy in, thrust_sorted_core, copy out. */
 inline apl_status thrust_sorted_run(const char *name, const float *logits, const int8_t *targets,
                                     size_t n, double delta, float *grad, apl_result *res,
                                     apl_error *err)
 {
     return apl_guarded(err, name, [&]() -> apl_status {
-        *res = apl_result{0.0, 0, 0};
-        if (n == 0)
-            return APL_OK;
-        dvec<float> s(logits, logits + n);
-        dvec<int8_t> t(targets, targets + n);
-        positives p;
-        gather_positives(s, t, delta, p);
-        res->positives = p.np;
-        if (p.np == 0) {
-            memset(grad, 0, n * sizeof *grad);
-            return APL_OK;
-        }
-        if (p.np > MAX_POSITIVES)
-            return apl_fail(err, APL_ERR_ARG, "%s: %zu positives: at most %zu supported", name,
-                            p.np, MAX_POSITIVES);
-        segments sg;
-        build_segments(p, delta, n, sg);
+        return run_from_host(
+            [name](const float *s, const int8_t *t, size_t m, double d, float *g, apl_result *r,
+                   apl_error *e) { return thrust_sorted_core(name, s, t, m, d, g, r, e); },
+            logits, targets, n, delta, grad, res, err);
+    });
+}
 
-        /* Valid negatives sorted by logit (ties by index), so their segments come out sorted. */
-        dvec<uint64_t> vidx;
-        dvec<float> xs;
-        res->valid_negatives = compact_valid_negatives(s, t, p.thr, vidx, xs);
-        thrust::stable_sort_by_key(xs.begin(), xs.end(), vidx.begin());
-        s.clear(), s.shrink_to_fit(), t.clear(), t.shrink_to_fit();
-
-        /* Pass 1: histograms per segment. */
-        dvec<uint32_t> kn, kp;
-        dvec<uint64_t> cnt_n, off_n, cnt_p, off_p;
-        histogram_sorted(xs, sg, kn, cnt_n, off_n);
-        histogram_sorted(p.s, sg, kp, cnt_p, off_p);
-        core_result r;
-        sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p, r);
-        res->loss = r.loss;
-
-        /* Pass 2: G at every valid negative, -(1 - prec_i)/|P| at every positive, 0 elsewhere. */
-        dvec<float> g(n, 0.0f);
-        auto ge = thrust::make_transform_iterator(
-            thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), kn.begin())),
-            eval_g{raw(sg.O), raw(r.alpha), raw(r.beta)});
-        thrust::scatter(ge, ge + xs.size(), vidx.begin(), g.begin());
-        scatter_positive_grads(p, r, g);
-        thrust::copy(g.begin(), g.end(), grad);
-        return APL_OK;
+/* The device entry point: thrust_sorted_core behind the C boundary. */
+inline apl_status thrust_sorted_run_device(const char *name, const float *logits,
+                                           const int8_t *targets, size_t n, double delta,
+                                           float *grad, apl_result *res, apl_error *err)
+{
+    return apl_guarded(err, name, [&]() -> apl_status {
+        return thrust_sorted_core(name, logits, targets, n, delta, grad, res, err);
     });
 }
 

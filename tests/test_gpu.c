@@ -2,7 +2,8 @@
  * generated inputs (sizes, distributions, deltas, a dense-positive case whose 2|P| segments do
  * not fit in shared memory) and hand-made edge cases (no elements, no positives, one positive,
  * ties, a negative exactly at the pruning threshold), plus determinism: two runs of the same
- * input give the same bits.
+ * input give the same bits, and the device-resident entry point (device_fn, run through
+ * apl_gpu_bench_run as the benchmarks time it) gives bitwise the host entry point's answer.
  *
  * Exit code 77 (CTest: skipped), with "test_gpu: skipped: no CUDA device (reason)", where a GPU
  * variant cannot run: no CUDA device, or a binary built without CUDA. */
@@ -66,6 +67,38 @@ static void check_variant(const apl_variant *v, const char *label, const float *
     if (st == APL_OK) {
         CHECK(memcmp(g1, g2, n * sizeof *g1) == 0 && memcmp(&r1.loss, &r2.loss, sizeof r1.loss) == 0,
               "%s on %s: two runs differ (not deterministic)", v->name, label);
+    }
+
+    /* The device-resident entry point, as the benchmarks time it: the same bits as the host one. */
+    CHECK(v->device_fn != NULL, "%s: GPU row without a device_fn", v->name);
+    if (v->device_fn) {
+        apl_gpu_bench *b = NULL;
+        apl_result r3 = {0};
+        double sec = -1.0;
+        memset(g2, 0x7f, m * sizeof *g2);
+        st = apl_gpu_bench_create(s, t, n, &b, &err);
+        CHECK(st == APL_OK, "%s on %s: apl_gpu_bench_create: %s", v->name, label, err.msg);
+        if (st == APL_OK)
+            st = apl_gpu_bench_run(b, v, delta, &r3, &sec, &err);
+        if (b)
+            CHECK(st == APL_OK, "%s on %s: apl_gpu_bench_run: %s", v->name, label, err.msg);
+        if (st == APL_OK) {
+            CHECK(sec >= 0.0, "%s on %s: event time %g s", v->name, label, sec);
+            st = apl_gpu_bench_grad(b, g2, &err);
+            CHECK(st == APL_OK, "%s on %s: apl_gpu_bench_grad: %s", v->name, label, err.msg);
+        }
+        if (st == APL_OK) {
+            size_t differ = 0;
+            for (size_t j = 0; j < n; j++)
+                differ += memcmp(&g1[j], &g2[j], sizeof *g1) != 0;
+            CHECK(differ == 0 && memcmp(&r1.loss, &r3.loss, sizeof r1.loss) == 0 &&
+                      r1.positives == r3.positives && r1.valid_negatives == r3.valid_negatives,
+                  "%s on %s: device_fn differs from fn: %zu of %zu gradients, loss %.17g vs "
+                  "%.17g, counts %zu/%zu vs %zu/%zu",
+                  v->name, label, differ, n, r3.loss, r1.loss, r3.positives, r3.valid_negatives,
+                  r1.positives, r1.valid_negatives);
+        }
+        apl_gpu_bench_destroy(b);
     }
 out:
     free(g1), free(g2);
