@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -117,6 +119,84 @@ static double parse_delta(const char *s)
     return v;
 }
 
+/* ---- memory: refuse up front what cannot fit, rather than be killed midway ---- */
+
+/* Bytes per element each command holds at once: float32 logits, int8 targets, float32 gradient,
+ * and verify's float64 reference gradient. (A variant's own work comes on top: O(|P|) for the
+ * sorted ones, up to 16 bytes per valid negative for naive and pruned.) */
+enum { BYTES_GEN = 4 + 1, BYTES_RUN = 4 + 1 + 4, BYTES_VERIFY = 4 + 1 + 4 + 8 };
+
+/* A "Key: N kB" line of a /proc file, in bytes; -1 when absent. */
+static double proc_kb(const char *file, const char *key)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return -1.0;
+    char line[256];
+    size_t klen = strlen(key);
+    double v = -1.0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            v = strtod(line + klen + 1, NULL) * 1024.0;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* What this process can still allocate: MemAvailable, or the address-space limit (ulimit -v)
+ * less what is mapped already, whichever is smaller. Negative when neither is known. */
+static double available_bytes(const char **source)
+{
+    double avail = proc_kb("/proc/meminfo", "MemAvailable");
+    *source = "MemAvailable in /proc/meminfo";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        double used = proc_kb("/proc/self/status", "VmSize");
+        double left = (double)rl.rlim_cur - (used > 0.0 ? used : 0.0);
+        if (left < 0.0)
+            left = 0.0;
+        if (avail < 0.0 || left < avail) {
+            avail = left;
+            *source = "the address-space limit, ulimit -v";
+        }
+    }
+    return avail;
+}
+
+/* Dies before anything is allocated when n elements at `per` bytes each cannot fit. `about`:
+ * n is an estimate (from file sizes). */
+static void check_memory(const char *cmd, const char *what, double n, int about, int per)
+{
+    const char *source;
+    double avail = available_bytes(&source), need = n * per;
+    if (avail >= 0.0 && need > avail)
+        die(EXIT_FAIL,
+            "%s: %s (%s%.0f elements, %d bytes each) needs %.2f GB but only %.2f GB is available "
+            "(%s)", cmd, what, about ? "about " : "", n, per, need / 1e9, avail / 1e9, source);
+}
+
+/* An upper bound on the element count of a valid logits/targets pair, from the file sizes alone:
+ * a float32 file of n elements holds 4n data bytes after its header, an integer targets file at
+ * least n (the reader rejects any other data size). -1 when a size is not known up front (a pipe,
+ * or a file that cannot be stat'ed: the reader reports that). */
+static double files_max_elements(const char *lpath, const char *tpath)
+{
+    struct stat ls, ts;
+    if (stat(lpath, &ls) != 0 || stat(tpath, &ts) != 0 || !S_ISREG(ls.st_mode) ||
+        !S_ISREG(ts.st_mode))
+        return -1.0;
+    double nl = (double)ls.st_size / 4.0, nt = (double)ts.st_size;
+    return nl < nt ? nl : nt;
+}
+
+static void check_files_memory(const char *cmd, const char *lpath, const char *tpath, int per)
+{
+    double n = files_max_elements(lpath, tpath);
+    if (n >= 0.0)
+        check_memory(cmd, "the input", n, 1, per);
+}
+
 /* ---- inputs: from files or from the generator ---- */
 
 typedef struct {
@@ -151,11 +231,15 @@ static void load_files(input *in, const char *lpath, const char *tpath)
     snprintf(in->what, sizeof in->what, "%s, %s", lpath, tpath);
 }
 
-static void generate(input *in, const apl_gen_params *g)
+static void generate(input *in, const apl_gen_params *g, const char *cmd, int bytes_per_element)
 {
     apl_error err = {0};
     if (apl_gen_count(g, &in->n, &err) != APL_OK)
         die(EXIT_USAGE, "%s", err.msg);
+    char what[128];
+    snprintf(what, sizeof what, "batch %zu x anchors %zu x classes %zu", g->batch, g->anchors,
+             g->classes);
+    check_memory(cmd, what, (double)in->n, 0, bytes_per_element);
     in->logits = malloc((in->n ? in->n : 1) * sizeof *in->logits);
     in->targets = malloc(in->n ? in->n : 1);
     if (!in->logits || !in->targets)
@@ -275,7 +359,7 @@ static int cmd_gen(int argc, char **argv)
     if (!lpath || !tpath)
         die(EXIT_USAGE, "gen: --logits and --targets are required (see 'aploss gen --help')");
     input in = {0};
-    generate(&in, &g);
+    generate(&in, &g, "gen", BYTES_GEN);
     apl_error err = {0};
     if (apl_npy_write_f32(lpath, in.logits, &in.shape, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
@@ -339,6 +423,7 @@ static int cmd_run(int argc, char **argv)
     if (!apl_variant_runnable(v, &err))
         die(EXIT_FAIL, "%s", err.msg);
     input in = {0};
+    check_files_memory("run", lpath, tpath, BYTES_RUN);
     load_files(&in, lpath, tpath);
     float *grad = malloc((in.n ? in.n : 1) * sizeof *grad);
     if (!grad)
@@ -423,10 +508,12 @@ static int cmd_verify(int argc, char **argv)
         }
 
     input in = {0};
-    if (lpath)
+    if (lpath) {
+        check_files_memory("verify", lpath, tpath, BYTES_VERIFY);
         load_files(&in, lpath, tpath);
-    else
-        generate(&in, &g);
+    } else {
+        generate(&in, &g, "verify", BYTES_VERIFY);
+    }
 
     apl_error err = {0};
     size_t n1 = in.n ? in.n : 1;

@@ -1,5 +1,6 @@
 /* cpu_common.c: steps shared by the CPU variants (see cpu_common.h). */
 #include "cpu_common.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -159,4 +160,12 @@ apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, siz
     }
     free(x), free(gx), free(xi), free(omp), free(pos);
     return st;
+}
+
+int apl_segments_in_range(float min_pos, float max_pos, size_t np, double delta)
+{
+    double mag = fabs((double)min_pos) > fabs((double)max_pos) ? fabs((double)min_pos)
+                                                               : fabs((double)max_pos);
+    return np <= 0x7fffffff && ((double)max_pos - (double)min_pos) <= APL_SEGMENT_MAX_SPAN * delta &&
+           mag <= APL_SEGMENT_MAX_MAGNITUDE * delta;
 }

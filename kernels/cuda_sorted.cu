@@ -144,6 +144,8 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
     if (p.np > MAX_POSITIVES)
         return apl_fail(err, APL_ERR_ARG, "cuda_sorted: %zu positives: at most %zu supported",
                         p.np, MAX_POSITIVES);
+    if (!segments_in_range(p, delta))
+        return exact_fallback(s, t, n, delta, grad, res, err);
     segments sg;
     build_segments(p, delta, n, sg);
     const uint64_t S = sg.S;

@@ -22,6 +22,15 @@ APL_VARIANT_FN(apl_sorted);
 APL_VARIANT_FN(apl_thrust_sorted_cpu);
 #endif
 
+/* The segment algorithms (sorted, thrust_sorted_*, cuda_sorted) place every ramp end
+ * s_i -+ delta on one axis in double (sorted) or in 52-bit fixed point over the positives' span
+ * (thrust/cuda). Both lose the ramp when the positives span too many ramp widths or when |s|
+ * dwarfs delta (1e30 +- 1 is 1e30). Outside this range they hand the call to an exact O(|P|*N)
+ * variant instead (sorted and thrust_sorted_cpu: pruned; the GPU ones: cuda_warp). */
+#define APL_SEGMENT_MAX_SPAN 4096.0     /* (max positive - min positive) / delta */
+#define APL_SEGMENT_MAX_MAGNITUDE 0x1p24 /* max |positive logit| / delta */
+int apl_segments_in_range(float min_pos, float max_pos, size_t np, double delta);
+
 #ifdef APL_HAVE_CUDA
 /* Host entry points: copy logits and targets to the device, run the device core, copy the
  * gradient back. */

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -741,9 +742,22 @@ static apl_status write_npy(const char *path, const void *data, const apl_shape 
                         plen + sizeof ".tmp.XXXXXX", path);
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    /* Hold back the signals that would end the process (Ctrl-C, kill, hang-up, the file-size
+     * limit) while the temporary file exists: a signal then arrives after the rename or the
+     * unlink, and nothing partial is left behind. SIGXFSZ blocked makes write() fail with EFBIG
+     * instead. (SIGKILL cannot be held back.) */
+    sigset_t hold, saved;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGHUP);
+    sigaddset(&hold, SIGQUIT);
+    sigaddset(&hold, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &hold, &saved);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int e = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         free(tmp);
         return apl_fail(err, APL_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
                         strerror(e));
@@ -788,7 +802,10 @@ static apl_status write_npy(const char *path, const void *data, const apl_shape 
         unlink(tmp);
     free(tmp);
     if (!ok)
-        return apl_fail(err, APL_ERR_IO, "%s: %s: %s", path, step, strerror(e ? e : EIO));
+        apl_fail(err, APL_ERR_IO, "%s: %s: %s", path, step, strerror(e ? e : EIO));
+    pthread_sigmask(SIG_SETMASK, &saved, NULL); /* a pending signal is delivered here */
+    if (!ok)
+        return APL_ERR_IO;
     return APL_OK;
 }
 

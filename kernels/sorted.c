@@ -154,6 +154,10 @@ APL_VARIANT_FN(apl_sorted)
     apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, grad, res, err);
     if (st != APL_OK || np == 0)
         return st;
+    if (!apl_segments_in_range(pos[0].s, pos[np - 1].s, np, delta)) {
+        free(pos);
+        return apl_pruned(logits, targets, n, delta, grad, res, err);
+    }
     const size_t S = 2 * np;
     /* One allocation for every O(|P|) array. */
     const size_t nd = S /* O */ + 4 * S /* hist */ + 3 * (S + 1) /* prefix */ + 6 * np /* L a b w

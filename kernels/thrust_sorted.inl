@@ -570,6 +570,23 @@ inline apl_status run_from_host(Core &&core, const float *logits, const int8_t *
 
 /* thrust_sorted on device-resident logits, targets and gradient (n elements each). May throw:
  * call inside apl_guarded. */
+/* Outside the segment algorithms' range (see APL_SEGMENT_MAX_SPAN in kernels.h). */
+inline bool segments_in_range(const positives &p, double delta)
+{
+    return apl_segments_in_range(p.s[0], p.s[p.np - 1], p.np, delta) != 0;
+}
+
+/* The exact O(|P|*N) variant of the same backend, on the same (host or device) pointers. */
+inline apl_status exact_fallback(const float *s, const int8_t *t, size_t n, double delta,
+                                 float *grad, apl_result *res, apl_error *err)
+{
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    return apl_cuda_warp_device(s, t, n, delta, grad, res, err);
+#else
+    return apl_pruned(s, t, n, delta, grad, res, err);
+#endif
+}
+
 inline apl_status thrust_sorted_core(const char *name, const float *s, const int8_t *t, size_t n,
                                      double delta, float *grad, apl_result *res, apl_error *err)
 {
@@ -586,6 +603,8 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
     if (p.np > MAX_POSITIVES)
         return apl_fail(err, APL_ERR_ARG, "%s: %zu positives: at most %zu supported", name, p.np,
                         MAX_POSITIVES);
+    if (!segments_in_range(p, delta))
+        return exact_fallback(s, t, n, delta, grad, res, err);
     segments sg;
     build_segments(p, delta, n, sg);
 
