@@ -37,8 +37,8 @@ void apl_write_positive_grads(float *grad, size_t n, const apl_pos *pos, size_t 
 /* The O(|P| * |X|) core of naive and pruned: the SPEC's loops over the negatives' logits x[]
  * (all negatives for naive, only the valid ones for pruned). Computes a_i, b_i for every sorted
  * positive, runs the recurrence, writes the positives' gradients and gx[j] = G(x[j]) as float.
- * Float H per term (exact enough: x - s_i is exact inside the ramp window by Sterbenz), double
- * accumulation. */
+ * Float H per term (x - s_i rounds by at most half an ulp of a number below delta inside the
+ * window, far inside the tolerance), double accumulation. */
 apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
                               double delta, float *gx, double *loss, double *one_minus_prec,
                               apl_error *err);
