@@ -215,10 +215,7 @@ static void load_files(input *in, const char *lpath, const char *tpath)
         die(EXIT_FAIL, "%s", err.msg);
     if (apl_npy_read_targets(tpath, &in->targets, &ts, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
-    int same = ts.ndim == in->shape.ndim;
-    for (int d = 0; same && d < ts.ndim; d++)
-        same = ts.dims[d] == in->shape.dims[d];
-    if (!same) {
+    if (!apl_shape_equal(&ts, &in->shape)) {
         char a[128] = "", b[128] = "";
         for (int d = 0; d < in->shape.ndim; d++)
             snprintf(a + strlen(a), sizeof a - strlen(a), "%s%zu", d ? ", " : "", in->shape.dims[d]);

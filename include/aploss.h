@@ -155,6 +155,8 @@ typedef struct {
     size_t dims[APL_NPY_MAX_DIMS];
 } apl_shape;
 size_t apl_shape_count(const apl_shape *s);
+/* 1 when a and b have the same dimensions, in the same order. */
+int apl_shape_equal(const apl_shape *a, const apl_shape *b);
 /* Reads a little-endian C-order float32 array; rejects non-finite values, naming the index. */
 apl_status apl_npy_read_logits(const char *path, float **data, apl_shape *shape, apl_error *err);
 /* Reads targets of any integer or float dtype numpy writes (|i1 <i2 <i4 <i8 |u1 <u2 <u4 <u8 <f4

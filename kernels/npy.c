@@ -78,6 +78,16 @@ size_t apl_shape_count(const apl_shape *s)
     return n;
 }
 
+int apl_shape_equal(const apl_shape *a, const apl_shape *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->dims[d] != b->dims[d])
+            return 0;
+    return 1;
+}
+
 /* "(2, 500, 20)", "(5,)" or "()": the tuple as Python prints it, so messages match numpy's. */
 static const char *fmt_tuple(char *buf, size_t cap, const size_t *v, int n)
 {

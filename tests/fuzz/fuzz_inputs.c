@@ -24,16 +24,6 @@
 static const double delta_table[16] = {1.0,  0.5,  0.25, 2.0,   0.1,  4.0,  0.01, 100.0,
                                        1e-3, 10.0, 0.3,  1e-4, 0.05, 20.0, 1.5,  1e3};
 
-static int same_shape(const apl_shape *a, const apl_shape *b)
-{
-    if (a->ndim != b->ndim)
-        return 0;
-    for (int d = 0; d < a->ndim; d++)
-        if (a->dims[d] != b->dims[d])
-            return 0;
-    return 1;
-}
-
 /* Like FUZZ_ASSERT, but goes on to the other variants before aborting: one report shows every
  * variant that disagrees on the input. */
 static int findings;
@@ -172,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     size_t n = apl_shape_count(&ls);
-    if (same_shape(&ls, &ts) && n <= MAX_ELEMENTS)
+    if (apl_shape_equal(&ls, &ts) && n <= MAX_ELEMENTS)
         run_variants(s, t, n, delta);
     free(s);
     free(t);

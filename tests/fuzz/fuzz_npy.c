@@ -95,16 +95,6 @@ static void check_outcome(outcome *o, const char *path, size_t size, const char 
     }
 }
 
-static int same_shape(const apl_shape *a, const apl_shape *b)
-{
-    if (a->ndim != b->ndim)
-        return 0;
-    for (int d = 0; d < a->ndim; d++)
-        if (a->dims[d] != b->dims[d])
-            return 0;
-    return 1;
-}
-
 /* Float data whose values are all -1, 0 or 1 is valid targets too (the targets reader takes <f4
  * and <f8): it must read as such, with the same values. */
 static void check_float_as_targets(const outcome *f, const outcome *t, const char *how)
@@ -124,7 +114,7 @@ static void check_float_as_targets(const outcome *f, const outcome *t, const cha
     }
     FUZZ_ASSERT(t->st == APL_OK, "%s: %s reads values in {-1,0,1} but targets fails: %s", how,
                 reader_name[f->r], t->err.msg);
-    FUZZ_ASSERT(same_shape(&f->shape, &t->shape), "%s: %s and targets disagree on the shape", how,
+    FUZZ_ASSERT(apl_shape_equal(&f->shape, &t->shape), "%s: %s and targets disagree on the shape", how,
                 reader_name[f->r]);
     for (size_t i = 0; i < f->n; i++) {
         double v = f->r == R_LOGITS ? (double)((const float *)f->data)[i]
@@ -148,7 +138,7 @@ static void round_trip(const outcome *o)
     read_into(p, &back);
     FUZZ_ASSERT(back.st == APL_OK, "round trip: reading back %s failed: %s", reader_name[o->r],
                 back.err.msg);
-    FUZZ_ASSERT(same_shape(&back.shape, &o->shape), "round trip: %s shape changed",
+    FUZZ_ASSERT(apl_shape_equal(&back.shape, &o->shape), "round trip: %s shape changed",
                 reader_name[o->r]);
     FUZZ_ASSERT(memcmp(back.data, o->data, o->n * item_size[o->r]) == 0,
                 "round trip: %s data changed", reader_name[o->r]);
@@ -191,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(s.st == reg[r].st, "%s: file gives %d (%s), stream gives %d (%s)",
                         reader_name[r], (int)reg[r].st, reg[r].err.msg, (int)s.st, s.err.msg);
             if (s.st == APL_OK)
-                FUZZ_ASSERT(same_shape(&s.shape, &reg[r].shape) &&
+                FUZZ_ASSERT(apl_shape_equal(&s.shape, &reg[r].shape) &&
                                 memcmp(s.data, reg[r].data, s.n * item_size[r]) == 0,
                             "%s: file and stream read different data", reader_name[r]);
         }
