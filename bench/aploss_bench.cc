@@ -13,7 +13,7 @@
 //   delta_dist 1 RetinaNet image, pos_ppm 1000; delta 0.1 .. 4 x dist early, mid, late
 //   tiny       (--apl_sweep=tiny, for the tests) one small input
 //
-// Before timing, each benchmark validates its variant with apl_compare against apl_reference,
+// Before timing, each benchmark validates its variant with apl_accept against apl_reference,
 // on its own input when the O(P*M) reference fits --apl_ref_budget_s, otherwise on the largest
 // prefix of that input that does (a prefix of A anchors is exactly apl_generate's output with A
 // anchors: the generator is counter-based). A variant that disagrees is refused with
@@ -35,7 +35,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "bench_build_info.h"
 
 #include <algorithm>
@@ -197,7 +197,7 @@ const Reference *get_reference(Input &in, size_t n, double delta, std::string *e
     r.grad64.resize(n);
     apl_error err{};
     auto t0 = std::chrono::steady_clock::now();
-    if (apl_reference(in.s.data(), in.t.data(), n, delta, r.grad64.data(), &r.res, &err) != APL_OK) {
+    if (apl_reference_ap(in.s.data(), in.t.data(), n, delta, r.grad64.data(), &r.res, &err) != APL_OK) {
         *error = fmt("reference failed: %s", err.msg);
         return nullptr;
     }
@@ -297,7 +297,7 @@ Decision decide(const apl_variant &v, const Cell &c)
         apl_gpu_bench_destroy(tmp);
     } else {
         auto t0 = std::chrono::steady_clock::now();
-        st = apl_run(&v, in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res, &why);
+        st = apl_run_ap(&v, in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res, &why);
         t_val = seconds_since(t0);
     }
     if (st != APL_OK) {
@@ -305,8 +305,9 @@ Decision decide(const apl_variant &v, const Cell &c)
                       why.msg);
         return d;
     }
-    apl_agreement ag{};
-    apl_compare(in.grad.data(), res.loss, ref->grad64.data(), ref->res.loss, vn, &ag);
+    apl_verdict ag{};
+    apl_accept_ap(in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res,
+                  ref->grad64.data(), &ref->res, &ag);
     d.val_elements = vn;
     d.val_max_rel_err = ag.max_rel_err;
     d.val_loss_err = ag.loss_err;
@@ -381,8 +382,10 @@ void bm_loss(benchmark::State &state, apl_variant v, Cell c, std::string name)
             state.SetIterationTime(sec);
         }
     } else {
+        const apl_problem prob = apl_ap_problem(in->s.data(), in->t.data(), in->n, c.delta);
+        const apl_output out = {grad, nullptr};
         for (auto _ : state) {
-            st = v.fn(in->s.data(), in->t.data(), in->n, c.delta, grad, &res, &err);
+            st = v.fn(&prob, &out, &res, &err);
             benchmark::DoNotOptimize(grad);
             benchmark::ClobberMemory();
             if (st != APL_OK)
@@ -471,15 +474,14 @@ void bm_floor_gpu(benchmark::State &state, InputKey k)
 }
 
 // ---- the injected wrong variant (test hook) ----
-apl_status wrong_fn(const float *s, const int8_t *t, size_t n, double delta, float *grad,
-                    apl_result *res, apl_error *err)
+apl_status wrong_fn(const apl_problem *p, const apl_output *out, apl_result *res, apl_error *err)
 {
     const apl_variant *sorted = apl_variant_find("sorted");
     if (!sorted || !sorted->fn)
         return apl_fail(err, APL_ERR_UNAVAILABLE, "wrong: needs the sorted variant");
-    apl_status st = sorted->fn(s, t, n, delta, grad, res, err);
-    for (size_t j = 0; st == APL_OK && j < n; j++)
-        grad[j] *= 1.001f;
+    apl_status st = sorted->fn(p, out, res, err);
+    for (size_t j = 0; st == APL_OK && j < p->n; j++)
+        out->grad[j] *= 1.001f;
     return st;
 }
 
@@ -683,9 +685,16 @@ int main(int argc, char **argv)
     for (const apl_variant &v : variants)
         ncpu += v.device == APL_CPU;
     const char *inject = std::getenv("APL_BENCH_INJECT_WRONG");
-    if (inject && std::strcmp(inject, "1") == 0)
-        variants.push_back({"wrong", wrong_fn, APL_CPU, "C++ test hook", 0,
-                            "sorted with its gradient scaled by 1.001: must be refused", nullptr});
+    if (inject && std::strcmp(inject, "1") == 0) {
+        apl_variant wrong{};
+        wrong.name = "wrong";
+        wrong.fn = wrong_fn;
+        wrong.device = APL_CPU;
+        wrong.losses = APL_LOSS_BIT(APL_LOSS_AP);
+        wrong.backend = "C++ test hook";
+        wrong.description = "sorted with its gradient scaled by 1.001: must be refused";
+        variants.push_back(wrong);
+    }
     add_context(variants, ncpu);
 
     std::vector<Cell> cells = sweep_cells(g_opt.sweep);

@@ -3,7 +3,7 @@
  * error here is one line on stderr ("aploss: ...") with a non-zero exit:
  * 2 for a usage error, 1 for a failed run or a failed verification. */
 #define _GNU_SOURCE
-#include "aploss.h"
+#include "aploss/harness.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -427,7 +427,7 @@ static int cmd_run(int argc, char **argv)
         die(EXIT_FAIL, "cannot allocate the gradient (%zu elements)", in.n);
     apl_result r;
     double t0 = now_seconds();
-    apl_status st = apl_run(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+    apl_status st = apl_run_ap(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
     double secs = now_seconds() - t0;
     if (st != APL_OK)
         die(EXIT_FAIL, "%s: %s", v->name, err.msg);
@@ -520,7 +520,7 @@ static int cmd_verify(int argc, char **argv)
         die(EXIT_FAIL, "cannot allocate gradients for %zu elements", in.n);
     apl_result ref;
     double t0 = now_seconds();
-    if (apl_reference(in.logits, in.targets, in.n, delta, grad64, &ref, &err) != APL_OK)
+    if (apl_reference_ap(in.logits, in.targets, in.n, delta, grad64, &ref, &err) != APL_OK)
         die(EXIT_FAIL, "reference: %s", err.msg);
     double tref = now_seconds() - t0;
 
@@ -544,7 +544,7 @@ static int cmd_verify(int argc, char **argv)
         }
         apl_result r;
         t0 = now_seconds();
-        apl_status st = apl_run(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+        apl_status st = apl_run_ap(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
         double secs = now_seconds() - t0;
         ran++;
         if (st != APL_OK) {
@@ -552,8 +552,8 @@ static int cmd_verify(int argc, char **argv)
             failed++;
             continue;
         }
-        apl_agreement ag;
-        apl_compare(grad, r.loss, grad64, ref.loss, in.n, &ag);
+        apl_verdict ag;
+        apl_accept_ap(in.logits, in.targets, in.n, delta, grad, &r, grad64, &ref, &ag);
         int counts_ok = r.positives == ref.positives && r.valid_negatives == ref.valid_negatives;
         printf("%-18s %12.3e %12.3e %12.3e %11.6f  %s", v->name, ag.max_abs_err, ag.max_rel_err,
                ag.loss_err, secs, ag.pass && counts_ok ? "pass" : "FAIL");

@@ -126,7 +126,7 @@ uint64_t grid_for(uint64_t n, int sms, int per_sm)
 apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double delta,
                             float *grad, apl_result *res, apl_error *err)
 {
-    *res = apl_result{0.0, 0, 0};
+    *res = apl_result{};
     if (n == 0)
         return APL_OK;
     int dev = 0, sms = 0, smem_optin = 0;
@@ -188,13 +188,13 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
 APL_VARIANT_FN(apl_cuda_sorted_device)
 {
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
-        return cuda_sorted_core(logits, targets, n, delta, grad, res, err);
+        return cuda_sorted_core(APL_AP_ARGS(p, out), res, err);
     });
 }
 
 APL_VARIANT_FN(apl_cuda_sorted)
 {
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
-        return run_from_host(cuda_sorted_core, logits, targets, n, delta, grad, res, err);
+        return run_from_host(cuda_sorted_core, APL_AP_ARGS(p, out), res, err);
     });
 }

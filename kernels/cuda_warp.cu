@@ -103,7 +103,7 @@ __global__ void neg_grad_kernel(const float *xv, const uint64_t *vidx, uint64_t 
 apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delta, float *grad,
                           apl_result *res, apl_error *err)
 {
-    *res = apl_result{0.0, 0, 0};
+    *res = apl_result{};
     if (n == 0)
         return APL_OK;
     positives p;
@@ -145,13 +145,13 @@ apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delt
 APL_VARIANT_FN(apl_cuda_warp_device)
 {
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
-        return cuda_warp_core(logits, targets, n, delta, grad, res, err);
+        return cuda_warp_core(APL_AP_ARGS(p, out), res, err);
     });
 }
 
 APL_VARIANT_FN(apl_cuda_warp)
 {
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
-        return run_from_host(cuda_warp_core, logits, targets, n, delta, grad, res, err);
+        return run_from_host(cuda_warp_core, APL_AP_ARGS(p, out), res, err);
     });
 }

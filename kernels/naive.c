@@ -6,5 +6,5 @@
 
 APL_VARIANT_FN(apl_naive)
 {
-    return apl_quadratic_variant(logits, targets, n, delta, 0, grad, res, err);
+    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 0, out->grad, res, err);
 }

@@ -5,5 +5,5 @@
 
 APL_VARIANT_FN(apl_pruned)
 {
-    return apl_quadratic_variant(logits, targets, n, delta, 1, grad, res, err);
+    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 1, out->grad, res, err);
 }

@@ -149,6 +149,12 @@ static void window_sums(const histogram *h, const double *O, size_t S, const siz
 
 APL_VARIANT_FN(apl_sorted)
 {
+    const apl_problem *prob = p;
+    const float *logits = p->logits;
+    const int8_t *targets = p->targets;
+    const size_t n = p->n;
+    const double delta = p->delta;
+    float *grad = out->grad;
     apl_pos *pos;
     size_t np;
     apl_status st = apl_gather_positives(logits, targets, n, &pos, &np, grad, res, err);
@@ -156,7 +162,7 @@ APL_VARIANT_FN(apl_sorted)
         return st;
     if (!apl_segments_in_range(pos[0].s, pos[np - 1].s, np, delta)) {
         free(pos);
-        return apl_pruned(logits, targets, n, delta, grad, res, err);
+        return apl_pruned(prob, out, res, err);
     }
     const size_t S = 2 * np;
     /* One allocation for every O(|P|) array. */
@@ -170,9 +176,9 @@ APL_VARIANT_FN(apl_sorted)
         return apl_fail(err, APL_ERR_NOMEM, "sorted: cannot allocate work for %zu positives", np);
     }
     memset(mem, 0, nd * sizeof(double));
-    double *O = mem, *p = mem + S;
-    histogram hn = {p, p + S}, hp = {p + 2 * S, p + 3 * S};
-    double *pc = p + 4 * S, *pd = pc + S + 1, *pco = pd + S + 1;
+    double *O = mem, *h = mem + S;
+    histogram hn = {h, h + S}, hp = {h + 2 * S, h + 3 * S};
+    double *pc = h + 4 * S, *pd = pc + S + 1, *pco = pd + S + 1;
     double *L = pco + S + 1, *a = L + np, *b = a + np, *w = b + np, *omp = w + np;
     double *alpha = omp + 2 * np, *beta = alpha + S;
     size_t *l = lu, *u = lu + np;

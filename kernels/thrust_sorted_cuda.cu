@@ -7,11 +7,10 @@
 
 APL_VARIANT_FN(apl_thrust_sorted_cuda)
 {
-    return thrust_sorted_run("thrust_sorted_cuda", logits, targets, n, delta, grad, res, err);
+    return thrust_sorted_run("thrust_sorted_cuda", APL_AP_ARGS(p, out), res, err);
 }
 
 APL_VARIANT_FN(apl_thrust_sorted_cuda_device)
 {
-    return thrust_sorted_run_device("thrust_sorted_cuda", logits, targets, n, delta, grad, res,
-                                    err);
+    return thrust_sorted_run_device("thrust_sorted_cuda", APL_AP_ARGS(p, out), res, err);
 }

@@ -1,6 +1,6 @@
 /* reference.c: the plain C reference, the SPEC transcribed as literally as possible in double
  * precision. Readable first; every variant is checked against it. O(|P| * M). */
-#include "aploss.h"
+#include "aploss/aploss.h"
 
 #include <stdlib.h>
 
@@ -12,23 +12,33 @@ static double H(double x, double delta)
     return h < 0.0 ? 0.0 : (h > 1.0 ? 1.0 : h);
 }
 
-static const float *g_sort_logits; /* qsort has no context argument in C11 */
+/* qsort has no context argument in C11: sort (logit, index) pairs, no global state. */
+typedef struct {
+    float s;
+    size_t index;
+} keyed;
 
 static int by_logit_then_index(const void *a, const void *b)
 {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    float si = g_sort_logits[i], sj = g_sort_logits[j];
-    if (si != sj)
-        return si < sj ? -1 : 1;
-    return i < j ? -1 : (i > j);
+    const keyed *x = a, *y = b;
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
 }
 
-apl_status apl_reference(const float *s, const int8_t *t, size_t n, double delta, double *grad,
-                         apl_result *res, apl_error *err)
+/* Positions of the positives, sorted by ascending logit, ties by index. */
+static void sort_positions(const float *s, size_t *pos, size_t np, keyed *tmp)
 {
-    apl_status st = apl_check_inputs(s, t, n, delta, err);
-    if (st != APL_OK)
-        return st;
+    for (size_t k = 0; k < np; k++)
+        tmp[k] = (keyed){s[pos[k]], pos[k]};
+    qsort(tmp, np, sizeof *tmp, by_logit_then_index);
+    for (size_t k = 0; k < np; k++)
+        pos[k] = tmp[k].index;
+}
+
+static apl_status reference_ap(const float *s, const int8_t *t, size_t n, double delta,
+                               double *grad, apl_result *res, apl_error *err)
+{
     for (size_t j = 0; j < n; j++)
         grad[j] = 0.0;
 
@@ -75,8 +85,13 @@ apl_status apl_reference(const float *s, const int8_t *t, size_t n, double delta
             V[k++] = j;
 
     /* Visit the positives in ascending order of s_i, carrying max_prec. */
-    g_sort_logits = s;
-    qsort(pos, np, sizeof *pos, by_logit_then_index);
+    keyed *tmp = malloc(np * sizeof *tmp);
+    if (!tmp) {
+        free(pos), free(w), free(V);
+        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu positives", np);
+    }
+    sort_positions(s, pos, np, tmp);
+    free(tmp);
     double max_prec = 0.0, sum_prec = 0.0;
     for (size_t k = 0; k < np; k++) {
         double si = s[pos[k]];
@@ -112,4 +127,23 @@ apl_status apl_reference(const float *s, const int8_t *t, size_t n, double delta
     free(w);
     free(V);
     return APL_OK;
+}
+
+apl_status apl_reference(const apl_problem *p, double *grad64, double *grad_aux64,
+                         apl_result *res, apl_error *err)
+{
+    apl_status st = apl_check_problem(p, err);
+    if (st != APL_OK)
+        return st;
+    if (p->n > 0 && !grad64)
+        return apl_fail(err, APL_ERR_ARG, "reference: null gradient for %zu elements", p->n);
+    *res = (apl_result){0};
+    switch (p->loss) {
+    case APL_LOSS_AP:
+        (void)grad_aux64;
+        return reference_ap(p->logits, p->targets, p->n, p->delta, grad64, res, err);
+    default:
+        return apl_fail(err, APL_ERR_UNAVAILABLE, "reference: loss %s not implemented",
+                        apl_loss_name(p->loss));
+    }
 }

@@ -37,7 +37,7 @@ foreach(target fuzz_npy fuzz_inputs)
   # The same entry function with a main() that replays files: every seed and every past finding
   # is checked by every build, with or without clang.
   add_executable(${target}_replay fuzz/${target}.c fuzz/replay_main.c)
-  target_link_libraries(${target}_replay PRIVATE aploss Threads::Threads)
+  target_link_libraries(${target}_replay PRIVATE aploss_harness Threads::Threads)
   add_test(NAME ${target}_replay
            COMMAND ${target}_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${target})
   if(APL_FUZZ)
@@ -47,6 +47,6 @@ foreach(target fuzz_npy fuzz_inputs)
     add_executable(${target} fuzz/${target}.c)
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer)
     target_link_options(${target} PRIVATE -fsanitize=fuzzer)
-    target_link_libraries(${target} PRIVATE aploss Threads::Threads)
+    target_link_libraries(${target} PRIVATE aploss_harness Threads::Threads)
   endif()
 endforeach()

@@ -7,11 +7,11 @@
  * write all n entries), and the heap is perturbed so its own work arrays land at other addresses
  * (a vectorised reduction that peels for alignment would change its summation order with them).
  *
- * Inputs come from the one generator (kernels/generate.c) in each distribution, plus inputs the
+ * Inputs come from the one generator (src/generate.c) in each distribution, plus inputs the
  * generator does not make: heavy ties, logits on a coarse grid, huge magnitudes, no positives. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <math.h>
@@ -147,7 +147,7 @@ static void check_variant(const apl_variant *v, const det_case *c)
         memset(out, fill[run % 4], c->n * sizeof *out);
         apl_result r;
         apl_error err = {0};
-        apl_status st = apl_run(v, p.s, p.t, c->n, c->delta, out, &r, &err);
+        apl_status st = apl_run_ap(v, p.s, p.t, c->n, c->delta, out, &r, &err);
         CHECK(st == APL_OK, "%s / %s: run %d: %s", v->name, c->name, run, err.msg);
         free(p.sbase), free(p.tbase);
         if (st != APL_OK)

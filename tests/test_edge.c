@@ -2,7 +2,7 @@
  * hand-computed values, no positives, all ignored, all negatives pruned, one positive, ties,
  * negatives exactly at the pruning threshold and at the ramp's ends, the gradient balance
  * invariant, the exact zero pattern, and every bad input with its message. */
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <math.h>
@@ -27,7 +27,7 @@ static void agree(const edge_case *c, double *g64_out, apl_result *ref_out)
     float grad[N_MAX];
     apl_error err = {0};
     apl_result ref;
-    apl_status st = apl_reference(c->s, c->t, c->n, c->delta, g64, &ref, &err);
+    apl_status st = apl_reference_ap(c->s, c->t, c->n, c->delta, g64, &ref, &err);
     CHECK(st == APL_OK, "%s: reference: %s", c->name, err.msg);
     if (g64_out)
         memcpy(g64_out, g64, c->n * sizeof *g64);
@@ -40,12 +40,12 @@ static void agree(const edge_case *c, double *g64_out, apl_result *ref_out)
             continue;
         memset(grad, 0xff, sizeof grad);
         apl_result r;
-        st = apl_run(&v[i], c->s, c->t, c->n, c->delta, grad, &r, &err);
+        st = apl_run_ap(&v[i], c->s, c->t, c->n, c->delta, grad, &r, &err);
         CHECK(st == APL_OK, "%s/%s: %s", c->name, v[i].name, err.msg);
         if (st != APL_OK)
             continue;
-        apl_agreement ag;
-        apl_compare(grad, r.loss, g64, ref.loss, c->n, &ag);
+        apl_verdict ag;
+        apl_accept_ap(c->s, c->t, c->n, c->delta, grad, &r, g64, &ref, &ag);
         CHECK(ag.pass, "%s/%s: worst [%zu] %.9g vs %.9g, loss %.12f vs %.12f", c->name, v[i].name,
               ag.worst_index, (double)grad[ag.worst_index], g64[ag.worst_index], r.loss, ref.loss);
         CHECK(r.positives == ref.positives && r.valid_negatives == ref.valid_negatives,
@@ -190,28 +190,28 @@ static void bad_inputs(void)
         if (!apl_variant_runnable(&v[i], NULL))
             continue;
         const apl_variant *x = &v[i];
-        CHECK_ERR(apl_run(x, s, t, 4, 0.0, grad, &r, &err), &err, APL_ERR_ARG, "delta = 0");
-        CHECK_ERR(apl_run(x, s, t, 4, -1.0, grad, &r, &err), &err, APL_ERR_ARG, "delta = -1");
-        CHECK_ERR(apl_run(x, s, t, 4, NAN, grad, &r, &err), &err, APL_ERR_ARG, "delta = nan");
-        CHECK_ERR(apl_run(x, s, t, 4, INFINITY, grad, &r, &err), &err, APL_ERR_ARG, "delta = inf");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 0.0, grad, &r, &err), &err, APL_ERR_ARG, "delta = 0");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, -1.0, grad, &r, &err), &err, APL_ERR_ARG, "delta = -1");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, NAN, grad, &r, &err), &err, APL_ERR_ARG, "delta = nan");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, INFINITY, grad, &r, &err), &err, APL_ERR_ARG, "delta = inf");
         s[2] = NAN;
-        CHECK_ERR(apl_run(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT,
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT,
                   "logits[2] = nan: logits must be finite");
         s[2] = INFINITY;
-        CHECK_ERR(apl_run(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "logits[2] = inf");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "logits[2] = inf");
         s[2] = -INFINITY;
-        CHECK_ERR(apl_run(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "logits[2] = -inf");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "logits[2] = -inf");
         s[2] = 0.3f;
         t[3] = 3;
-        CHECK_ERR(apl_run(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT,
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT,
                   "targets[3] = 3: expected -1, 0 or 1");
         t[3] = -2;
-        CHECK_ERR(apl_run(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "targets[3] = -2");
+        CHECK_ERR(apl_run_ap(x, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_INPUT, "targets[3] = -2");
         t[3] = -1;
     }
     double g64[4];
-    CHECK_ERR(apl_reference(s, t, 4, 0.0, g64, &r, &err), &err, APL_ERR_ARG, "delta = 0");
-    CHECK_ERR(apl_run(NULL, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_ARG, "no variant");
+    CHECK_ERR(apl_reference_ap(s, t, 4, 0.0, g64, &r, &err), &err, APL_ERR_ARG, "delta = 0");
+    CHECK_ERR(apl_run_ap(NULL, s, t, 4, 1.0, grad, &r, &err), &err, APL_ERR_ARG, "no variant");
 }
 
 /* The agreement check itself must catch a wrong gradient or loss: otherwise every test above
@@ -220,22 +220,35 @@ static void compare_can_fail(void)
 {
     double g64[3] = {-0.5, 0.25, 0.0};
     float g[3] = {-0.5f, 0.25f, 0.0f};
-    apl_agreement ag;
-    apl_compare(g, 0.5, g64, 0.5, 3, &ag);
+    const float s[3] = {0.4f, 0.0f, -5.0f}; /* one positive, one valid and one pruned negative */
+    const int8_t t[3] = {1, 0, 0};
+    apl_verdict ag;
+    const apl_result ref = {.loss = 0.5, .positives = 1, .valid_negatives = 1};
+    apl_result r = ref;
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
     CHECK(ag.pass, "identical gradients must pass");
     g[1] = 0.25f * (1.0f + 4e-6f);
-    apl_compare(g, 0.5, g64, 0.5, 3, &ag);
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
     CHECK(!ag.pass && ag.worst_index == 1 && ag.mismatches == 1, "a 2e-6 relative error must fail");
     g[1] = 0.25f;
     g[2] = 1e-6f; /* the zero of a pruned element replaced by 2e-6 of max|grad| */
-    apl_compare(g, 0.5, g64, 0.5, 3, &ag);
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
     CHECK(!ag.pass && ag.worst_index == 2, "a wrong zero must fail");
     g[2] = NAN;
-    apl_compare(g, 0.5, g64, 0.5, 3, &ag);
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
     CHECK(!ag.pass, "a NaN gradient must fail");
     g[2] = 0.0f;
-    apl_compare(g, 0.5 + 2e-6, g64, 0.5, 3, &ag);
-    CHECK(!ag.pass, "a loss 2e-6 off must fail");
+    r.loss = 0.5 + 2e-6;
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
+    CHECK(!ag.pass && ag.reason == APL_REASON_LOSS, "a loss 2e-6 off must fail");
+    r.loss = 0.5;
+    r.valid_negatives = 2;
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
+    CHECK(!ag.pass && ag.reason == APL_REASON_COUNTS, "a wrong count of valid negatives must fail");
+    r.valid_negatives = 1;
+    g[2] = 1e-30f; /* inside the tolerance, but not the reference's exact 0 */
+    apl_accept_ap(s, t, 3, 1.0, g, &r, g64, &ref, &ag);
+    CHECK(!ag.pass && ag.reason == APL_REASON_ZEROS, "a tiny non-zero where the reference is 0 must fail");
 }
 
 int main(void)

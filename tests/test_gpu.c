@@ -7,7 +7,7 @@
  *
  * Exit code 77 (CTest: skipped), with "test_gpu: skipped: no CUDA device (reason)", where a GPU
  * variant cannot run: no CUDA device, or a binary built without CUDA. */
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <math.h>
@@ -30,12 +30,12 @@ static void check_variant(const apl_variant *v, const char *label, const float *
     memset(g2, 0x7f, m * sizeof *g2);
     apl_error err = {0};
     apl_result r1, r2;
-    apl_status st = apl_run(v, s, t, n, delta, g1, &r1, &err);
+    apl_status st = apl_run_ap(v, s, t, n, delta, g1, &r1, &err);
     CHECK(st == APL_OK, "%s on %s: %s", v->name, label, err.msg);
     if (st != APL_OK)
         goto out;
-    apl_agreement ag;
-    apl_compare(g1, r1.loss, g64, ref->loss, n, &ag);
+    apl_verdict ag;
+    apl_accept_ap(s, t, n, delta, g1, &r1, g64, ref, &ag);
     printf("  %-20s %-28s max_rel_err %.3e loss_err %.3e %s\n", v->name, label, ag.max_rel_err,
            ag.loss_err, ag.pass ? "pass" : "FAIL");
     CHECK(ag.pass, "%s on %s: %zu gradients outside tolerance, worst [%zu] %.9g vs %.9g; loss %.12f vs %.12f",
@@ -62,7 +62,7 @@ static void check_variant(const apl_variant *v, const char *label, const float *
                v->name, label, differ, n);
     }
 
-    st = apl_run(v, s, t, n, delta, g2, &r2, &err);
+    st = apl_run_ap(v, s, t, n, delta, g2, &r2, &err);
     CHECK(st == APL_OK, "%s on %s (second run): %s", v->name, label, err.msg);
     if (st == APL_OK) {
         CHECK(memcmp(g1, g2, n * sizeof *g1) == 0 && memcmp(&r1.loss, &r2.loss, sizeof r1.loss) == 0,
@@ -114,7 +114,7 @@ static void run_all(const apl_variant *v, size_t count, const char *label, const
         return;
     apl_error err = {0};
     apl_result ref;
-    apl_status st = apl_reference(s, t, n, delta, g64, &ref, &err);
+    apl_status st = apl_reference_ap(s, t, n, delta, g64, &ref, &err);
     CHECK(st == APL_OK, "reference on %s: %s", label, err.msg);
     if (st == APL_OK) {
         printf("case %s: %zu elements, delta %g: %zu positives, %zu valid negatives, loss %.9f\n",
@@ -124,7 +124,7 @@ static void run_all(const apl_variant *v, size_t count, const char *label, const
         float *g_cpu = NULL;
         apl_result r_cpu;
         if (cpu && apl_variant_runnable(cpu, &err) && (g_cpu = malloc((n ? n : 1) * sizeof *g_cpu)) &&
-            apl_run(cpu, s, t, n, delta, g_cpu, &r_cpu, &err) != APL_OK) {
+            apl_run_ap(cpu, s, t, n, delta, g_cpu, &r_cpu, &err) != APL_OK) {
             free(g_cpu);
             g_cpu = NULL;
         }

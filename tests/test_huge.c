@@ -14,7 +14,7 @@
  * the inputs, the gradient and O(|P| + |V|) work). */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <stdint.h>
@@ -80,7 +80,7 @@ int main(void)
     if (!ss || !ts || !gs || !g64 || apl_generate(&g, ss, ts, &err) != APL_OK)
         return 2;
     apl_result ref;
-    CHECK(apl_reference(ss, ts, m, delta, g64, &ref, &err) == APL_OK, "reference: %s", err.msg);
+    CHECK(apl_reference_ap(ss, ts, m, delta, g64, &ref, &err) == APL_OK, "reference: %s", err.msg);
     const size_t part = m / GROUPS;
     const size_t base[GROUPS] = {1000, ((size_t)1 << 31) - part / 2, n - part};
 
@@ -124,15 +124,15 @@ int main(void)
             continue;
         }
         apl_result rs, rb;
-        CHECK(apl_run(v, ss, ts, m, delta, gs, &rs, &err) == APL_OK, "%s small: %s", name, err.msg);
-        apl_agreement ag;
-        apl_compare(gs, rs.loss, g64, ref.loss, m, &ag);
+        CHECK(apl_run_ap(v, ss, ts, m, delta, gs, &rs, &err) == APL_OK, "%s small: %s", name, err.msg);
+        apl_verdict ag;
+        apl_accept_ap(ss, ts, m, delta, gs, &rs, g64, &ref, &ag);
         CHECK(ag.pass, "%s small: disagrees with the reference (rel %.3g, loss err %.3g)", name,
               ag.max_rel_err, ag.loss_err);
 
         memset(grad, 0xff, n * sizeof *grad); /* NaN: every entry must be written */
         double t1 = now();
-        apl_status st = apl_run(v, s, t, n, delta, grad, &rb, &err);
+        apl_status st = apl_run_ap(v, s, t, n, delta, grad, &rb, &err);
         double secs = now() - t1;
         CHECK(st == APL_OK, "%s huge: %s", name, err.msg);
         if (st != APL_OK)

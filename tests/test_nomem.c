@@ -7,7 +7,7 @@
  * terabytes of address space and cannot run under RLIMIT_AS. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <errno.h>
@@ -90,7 +90,7 @@ static void test_variants(void)
         apl_result r;
         CHECK(limit_memory((size_t)32 << 20), "cannot set RLIMIT_AS");
         alarm(120);
-        apl_status st = apl_run(&v[i], s, t, n, 1.0, grad, &r, &err);
+        apl_status st = apl_run_ap(&v[i], s, t, n, 1.0, grad, &r, &err);
         alarm(0);
         unlimit_memory();
         CHECK(st == APL_ERR_NOMEM && err.code == APL_ERR_NOMEM && err.msg[0] != '\0',
@@ -102,7 +102,7 @@ static void test_variants(void)
     apl_result r;
     CHECK(limit_memory((size_t)16 << 20), "cannot set RLIMIT_AS");
     alarm(120);
-    apl_status st = apl_reference(s, t, n, 1.0, g64, &r, &err);
+    apl_status st = apl_reference_ap(s, t, n, 1.0, g64, &r, &err);
     alarm(0);
     unlimit_memory();
     CHECK_ERR(st, &err, APL_ERR_NOMEM, "cannot allocate");

@@ -1,10 +1,10 @@
-/* test_npy.c: the .npy reader and writer (kernels/npy.c). Files are built byte by byte here, so
+/* test_npy.c: the .npy reader and writer (src/npy.c). Files are built byte by byte here, so
  * each test states exactly what is on disk: the SPEC fixtures, round trips, every accepted targets
  * dtype and header version, every rejection (status and a distinctive part of the message), and
  * writes that fail part-way, which must leave the destination as it was. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aploss.h"
+#include "aploss/harness.h"
 #include "check.h"
 
 #include <dirent.h>

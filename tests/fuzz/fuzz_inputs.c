@@ -1,6 +1,6 @@
 /* fuzz_inputs.c: libFuzzer target for the path `aploss run` and `aploss verify` take with user
  * files: read the logits and the targets .npy, check the shapes match, run every CPU variant
- * (apl_run) and the reference, compare (apl_compare).
+ * (apl_run) and the reference, compare (apl_accept).
  *
  * Input layout (corpus/fuzz_inputs/, made by make_corpus.py):
  *   byte 0      delta: delta_table[byte & 15]
@@ -57,13 +57,13 @@ static void check_variant(const apl_variant *v, const float *s, const int8_t *t,
     for (size_t j = 0; j < n; j++)
         grad[j] = NAN;
     apl_result r;
-    apl_status st = apl_run(v, s, t, n, delta, grad, &r, &err);
+    apl_status st = apl_run_ap(v, s, t, n, delta, grad, &r, &err);
     FUZZ_EXPECT(st == APL_OK, "%s failed on valid input (n %zu, delta %g): %s", name, n, delta,
                 err.msg);
     if (st != APL_OK)
         return;
-    apl_agreement ag;
-    apl_compare(grad, r.loss, g64, ref->loss, n, &ag);
+    apl_verdict ag;
+    apl_accept_ap(s, t, n, delta, grad, &r, g64, ref, &ag);
     FUZZ_EXPECT(ag.pass,
                 "%s disagrees with the reference (n %zu, delta %g, %zu positives): max rel err "
                 "%.3g, worst [%zu] %.9g vs %.9g; loss %.17g vs %.17g",
@@ -92,7 +92,7 @@ static void check_variant(const apl_variant *v, const float *s, const int8_t *t,
     for (size_t j = 0; j < n; j++)
         again[j] = NAN;
     apl_result r2;
-    st = apl_run(v, s, t, n, delta, again, &r2, &err);
+    st = apl_run_ap(v, s, t, n, delta, again, &r2, &err);
     FUZZ_EXPECT(st == APL_OK && memcmp(grad, again, n * sizeof *grad) == 0 &&
                     memcmp(&r.loss, &r2.loss, sizeof r.loss) == 0,
                 "%s: a second run gives different bits", name);
@@ -106,7 +106,7 @@ static void run_variants(const float *s, const int8_t *t, size_t n, double delta
     FUZZ_ASSERT(g64 && grad && again, "out of memory for %zu elements", n);
     apl_error err = {0};
     apl_result ref;
-    apl_status st = apl_reference(s, t, n, delta, g64, &ref, &err);
+    apl_status st = apl_reference_ap(s, t, n, delta, g64, &ref, &err);
     findings = 0;
     size_t count;
     const apl_variant *v = apl_variants(&count);
@@ -117,7 +117,7 @@ static void run_variants(const float *s, const int8_t *t, size_t n, double delta
         for (size_t i = 0; i < count; i++)
             if (v[i].device == APL_CPU && apl_variant_runnable(&v[i], NULL)) {
                 apl_result r;
-                apl_status sv = apl_run(&v[i], s, t, n, delta, grad, &r, &err);
+                apl_status sv = apl_run_ap(&v[i], s, t, n, delta, grad, &r, &err);
                 FUZZ_EXPECT(sv == st, "%s: status %d on input the reference rejects", v[i].name,
                             (int)sv);
             }

@@ -1,4 +1,4 @@
-/* fuzz_npy.c: libFuzzer target for the .npy reader (kernels/npy.c). The input is the file's
+/* fuzz_npy.c: libFuzzer target for the .npy reader (src/npy.c). The input is the file's
  * bytes, so the seed corpus (corpus/fuzz_npy/) is plain .npy files.
  *
  * Each input is read by all three readers (logits, targets, float64), once from a regular file

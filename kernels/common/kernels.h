@@ -3,15 +3,17 @@
 #ifndef APL_KERNELS_H
 #define APL_KERNELS_H
 
-#include "aploss.h"
+#include "aploss/aploss.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define APL_VARIANT_FN(name)                                                                     \
-    apl_status name(const float *logits, const int8_t *targets, size_t n, double delta,         \
-                    float *grad, apl_result *res, apl_error *err)
+    apl_status name(const apl_problem *p, const apl_output *out, apl_result *res,               \
+                    apl_error *err)
+/* The AP-Loss arguments of a call, in the order the AP-only cores take them. */
+#define APL_AP_ARGS(p, out) (p)->logits, (p)->targets, (p)->n, (p)->delta, (out)->grad
 
 APL_VARIANT_FN(apl_naive);
 APL_VARIANT_FN(apl_pruned);

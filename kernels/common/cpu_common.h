@@ -4,7 +4,7 @@
 #ifndef APL_CPU_COMMON_H
 #define APL_CPU_COMMON_H
 
-#include "aploss.h"
+#include "aploss/aploss.h"
 
 typedef struct {
     float s;      /* logit */

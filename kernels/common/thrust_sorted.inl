@@ -553,7 +553,7 @@ template <class Core>
 inline apl_status run_from_host(Core &&core, const float *logits, const int8_t *targets, size_t n,
                                 double delta, float *grad, apl_result *res, apl_error *err)
 {
-    *res = apl_result{0.0, 0, 0};
+    *res = apl_result{};
     if (n == 0)
         return APL_OK;
     dvec<float> s(logits, logits + n);
@@ -580,17 +580,24 @@ inline bool segments_in_range(const positives &p, double delta)
 inline apl_status exact_fallback(const float *s, const int8_t *t, size_t n, double delta,
                                  float *grad, apl_result *res, apl_error *err)
 {
+    apl_problem p = {};
+    p.loss = APL_LOSS_AP;
+    p.logits = s;
+    p.targets = t;
+    p.n = n;
+    p.delta = delta;
+    const apl_output out = {grad, nullptr};
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
-    return apl_cuda_warp_device(s, t, n, delta, grad, res, err);
+    return apl_cuda_warp_device(&p, &out, res, err);
 #else
-    return apl_pruned(s, t, n, delta, grad, res, err);
+    return apl_pruned(&p, &out, res, err);
 #endif
 }
 
 inline apl_status thrust_sorted_core(const char *name, const float *s, const int8_t *t, size_t n,
                                      double delta, float *grad, apl_result *res, apl_error *err)
 {
-    *res = apl_result{0.0, 0, 0};
+    *res = apl_result{};
     if (n == 0)
         return APL_OK;
     positives p;

@@ -23,7 +23,7 @@ apl_status apl_gather_positives(const float *logits, const int8_t *targets, size
         count += targets[j] == 1;
     *np = count;
     *pos = NULL;
-    *res = (apl_result){0.0, count, 0};
+    *res = (apl_result){.positives = count};
     if (count == 0) {
         memset(grad, 0, n * sizeof *grad);
         return APL_OK;

@@ -6,6 +6,7 @@
  * copied to the device once; a variant's device_fn or the memory floor kernel timed with CUDA
  * events on the default stream), and apl_gpu_name. */
 #include "cuda_common.h"
+#include "aploss/harness.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -203,8 +204,15 @@ extern "C" apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, 
         return st;
     return apl_guarded(err, "apl_gpu_bench_run", [&]() -> apl_status {
         CUDA_CHECK(cudaEventRecord(b->start, 0));
-        apl_result r = {0.0, 0, 0};
-        apl_status s2 = v->device_fn(b->s, b->t, b->n, delta, b->g, &r, err);
+        apl_result r = {};
+        apl_problem pr = {};
+        pr.loss = APL_LOSS_AP;
+        pr.logits = b->s;
+        pr.targets = b->t;
+        pr.n = b->n;
+        pr.delta = delta;
+        apl_output o = {b->g, nullptr};
+        apl_status s2 = v->device_fn(&pr, &o, &r, err);
         if (s2 != APL_OK)
             return s2;
         CUDA_CHECK(cudaEventRecord(b->stop, 0));

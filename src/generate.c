@@ -8,7 +8,7 @@
  * A detector's target assignment: an anchor is ignored (all classes -1) with ignore_rate,
  * positive with pos_rate (one random class 1, the others 0), otherwise negative (all 0).
  */
-#include "aploss.h"
+#include "aploss/harness.h"
 
 #include <string.h>
 

@@ -10,7 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "aploss.h"
+#include "aploss/harness.h"
 
 #include <errno.h>
 #include <inttypes.h>
