@@ -257,7 +257,7 @@ def inputs_corpus(cases_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--cases', default=os.path.join(HERE, '..', '..', '..', 'shared', 'cases'))
+    ap.add_argument('--cases', default=os.path.join(HERE, '..', 'cases', 'ap'))
     args = ap.parse_args()
     npy_corpus()
     inputs_corpus(args.cases)
