@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_corpus.py: writes the fuzzers' seed corpora (Python standard library only, no numpy).
 
-    python3 tests/fuzz/make_corpus.py [--cases ../shared/cases]
+    python3 tests/fuzz/make_corpus.py [--cases tests/cases/ap]
 
 corpus/fuzz_npy/:    .npy files: a valid file of every dtype and header version the readers take,
                      and one of every malformed kind they reject (named after what is wrong).
