@@ -44,8 +44,13 @@ const char *apl_status_name(apl_status s)
 apl_status apl_check_inputs(const float *logits, const int8_t *targets, size_t n, double delta,
                             apl_error *err)
 {
-    if (!(delta > 0.0) || !isfinite(delta))
-        return apl_fail(err, APL_ERR_ARG, "delta = %g: expected a finite value > 0", delta);
+    /* One range for every variant (docs/SPEC.md, "Delta range"): inside it 1/(2 delta) is a
+     * normal float (the CPU ramps), 2 delta and the fixed-point scales of thrust_sorted.inl are
+     * finite doubles, and the breakpoints s -+ delta keep their ramp. */
+    if (!(delta >= APL_DELTA_MIN && delta <= APL_DELTA_MAX))
+        return apl_fail(err, APL_ERR_ARG,
+                        "delta = %g: expected a finite value in [2^-100, 2^100] (%.2g to %.2g)",
+                        delta, APL_DELTA_MIN, APL_DELTA_MAX);
     if (n > 0 && (!logits || !targets))
         return apl_fail(err, APL_ERR_ARG, "null logits or targets for %zu elements", n);
     for (size_t i = 0; i < n; i++) {

@@ -3,7 +3,10 @@
 #ifndef APL_CHECK_H
 #define APL_CHECK_H
 
+#include "aploss/aploss.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_failures, check_count;
@@ -24,6 +27,34 @@ static int check_failures, check_count;
     CHECK((st) == (code) && strstr((errp)->msg, (needle)) != NULL,                               \
           "status %d (want %d), message '%s' (want it to contain '%s')", (int)(st), (int)(code),  \
           (errp)->msg, (needle))
+
+/* APL_REQUIRE_GPU=1 (tests/gpu_check.sh sets it on a GPU machine): a GPU row that cannot run
+ * is a failure, not a skip, so a broken driver cannot pass as "no GPU here". */
+static inline int check_require_gpu(void)
+{
+    const char *e = getenv("APL_REQUIRE_GPU");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+/* Whether row v runs here. When it cannot: a CPU row, or a GPU row on a machine without a device
+ * (APL_ERR_NODEVICE) or built without CUDA, is skipped visibly ("  NAME skipped: why"); a GPU row
+ * is a failure when the driver failed (APL_ERR_CUDA: e.g. older than the CUDA runtime needs, or
+ * a device node without a working driver) or when APL_REQUIRE_GPU=1. */
+static inline int check_runnable(const apl_variant *v)
+{
+    apl_error why = {0};
+    if (apl_variant_runnable(v, &why))
+        return 1;
+    if (v->device == APL_GPU && (why.code == APL_ERR_CUDA || check_require_gpu())) {
+        CHECK(0, "%s cannot run%s: %s", v->name,
+              why.code == APL_ERR_CUDA ? " (a CUDA device node exists, but the driver failed)"
+                                       : " and APL_REQUIRE_GPU=1 makes that a failure",
+              why.msg);
+        return 0;
+    }
+    printf("  %-18s skipped: %s\n", v->name, why.msg);
+    return 0;
+}
 
 static inline int check_report(const char *name)
 {

@@ -94,6 +94,14 @@ expect 2 "--delta 'nan'" "$A" "${R[@]}" --delta nan
 expect 2 "--delta '-1'" "$A" "${R[@]}" --delta -1
 expect 2 "--delta 'inf'" "$A" "${R[@]}" --delta inf
 expect 2 "--delta 'abc'" "$A" "${R[@]}" --delta abc
+# The delta range (docs/SPEC.md "Delta range"): both ends refused with the library's message,
+# the ends of the range itself accepted (verify: every variant agrees with the reference).
+for d in 4.9e-324 1e-45 1e-39 7.8e-31 1.3e30 1e38 1.7e308; do
+  expect 2 "--delta '$d': delta = " "$A" "${R[@]}" --delta $d
+  grep -qF "expected a finite value in [2^-100, 2^100]" "$T/err" && ok || bad "--delta $d: message lacks the range"
+done
+expect 0 "variants agree with the reference" "$A" verify --anchors 200 --classes 5 --pos-rate 0.05 --delta 7.9e-31
+expect 0 "variants agree with the reference" "$A" verify --anchors 200 --classes 5 --pos-rate 0.05 --delta 1.2e30
 expect 2 "unknown variant 'fast'" "$A" run --variant fast --logits "$T/l.npy" --targets "$T/t.npy"
 expect 2 "are required" "$A" run --logits "$T/l.npy" --targets "$T/t.npy"
 expect 1 "$T/missing.npy" "$A" run --variant sorted --logits "$T/missing.npy" --targets "$T/t.npy"

@@ -6,7 +6,9 @@
  * apl_gpu_bench_run as the benchmarks time it) gives bitwise the host entry point's answer.
  *
  * Exit code 77 (CTest: skipped), with "test_gpu: skipped: no CUDA device (reason)", where a GPU
- * variant cannot run: no CUDA device, or a binary built without CUDA. */
+ * variant cannot run: no CUDA device, or a binary built without CUDA. With APL_REQUIRE_GPU=1
+ * that is a failure (exit 1, "test_gpu: FAILED: APL_REQUIRE_GPU=1 but ..."), and a driver that
+ * fails where a device node exists is always one. "test_gpu --probe" answers only that. */
 #include "aploss/harness.h"
 #include "check.h"
 
@@ -188,29 +190,56 @@ static void hand_made(const apl_variant *v, size_t count)
     }
 }
 
-int main(void)
+/* Whether the GPU rows can run. 0: yes. 77: skipped (no CUDA device, or built without CUDA).
+ * 1: a failure: the driver failed (APL_ERR_CUDA, e.g. older than the CUDA runtime needs) where a
+ * device node exists, or APL_REQUIRE_GPU=1 and the rows cannot run. */
+static int gpu_rows_usable(const apl_variant *v, size_t count)
 {
-    size_t count;
-    const apl_variant *v = apl_variants(&count);
+    const int required = check_require_gpu();
     size_t gpu_rows = 0;
     for (size_t i = 0; i < count; i++) {
         if (v[i].device != APL_GPU)
             continue;
         gpu_rows++;
         apl_error why = {0};
-        if (!apl_variant_runnable(&v[i], &why)) {
-            /* apl_cuda_device_count's message already starts "no CUDA device: ". */
-            const char *reason = why.msg, *prefix = "no CUDA device: ";
-            if (strncmp(reason, prefix, strlen(prefix)) == 0)
-                reason += strlen(prefix);
-            printf("test_gpu: skipped: no CUDA device (%s)\n", reason);
-            return 77;
+        if (apl_variant_runnable(&v[i], &why))
+            continue;
+        if (why.code == APL_ERR_CUDA) {
+            fprintf(stderr, "test_gpu: FAILED: %s: the CUDA driver failed where a GPU device "
+                            "node exists (not a machine without a GPU): %s\n", v[i].name, why.msg);
+            return 1;
         }
+        /* apl_cuda_device_count's message already starts "no CUDA device: ". */
+        const char *reason = why.msg, *prefix = "no CUDA device: ";
+        if (strncmp(reason, prefix, strlen(prefix)) == 0)
+            reason += strlen(prefix);
+        if (required) {
+            fprintf(stderr, "test_gpu: FAILED: APL_REQUIRE_GPU=1 but %s cannot run: no CUDA "
+                            "device (%s)\n", v[i].name, reason);
+            return 1;
+        }
+        printf("test_gpu: skipped: no CUDA device (%s)\n", reason);
+        return 77;
     }
     if (gpu_rows == 0) {
+        if (required) {
+            fprintf(stderr, "test_gpu: FAILED: APL_REQUIRE_GPU=1 but the table has no GPU rows\n");
+            return 1;
+        }
         printf("test_gpu: skipped: no CUDA device (no GPU variants in the table)\n");
         return 77;
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t count;
+    const apl_variant *v = apl_variants(&count);
+    int usable = gpu_rows_usable(v, count);
+    /* --probe: only that answer (tests/test_require_gpu.sh asks it before running the suite). */
+    if (usable != 0 || (argc > 1 && strcmp(argv[1], "--probe") == 0))
+        return usable;
 
     hand_made(v, count);
 

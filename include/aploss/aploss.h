@@ -31,7 +31,7 @@ extern "C" {
 
 typedef enum {
     APL_OK = 0,
-    APL_ERR_ARG,      /* bad argument: delta <= 0 or non-finite, null pointer, unknown name */
+    APL_ERR_ARG,      /* bad argument: delta outside [2^-100, 2^100], null pointer, unknown name */
     APL_ERR_INPUT,    /* bad data: non-finite logit, target outside {-1,0,1}, shape mismatch */
     APL_ERR_NOMEM,    /* an allocation failed */
     APL_ERR_IO,       /* open/read/write/rename failed */
@@ -136,7 +136,12 @@ int apl_variant_runnable(const apl_variant *v, apl_error *why);
 /* 1 when v implements loss l. */
 int apl_variant_has_loss(const apl_variant *v, apl_loss l);
 
-/* Checks delta (> 0, finite), every logit finite and every target in {-1,0,1}; the message names
+/* The range of delta every variant supports (docs/SPEC.md, "Delta range"); apl_check_inputs
+ * refuses anything outside it (0, negative, NaN and inf included) with APL_ERR_ARG. */
+#define APL_DELTA_MIN 0x1p-100
+#define APL_DELTA_MAX 0x1p100
+
+/* Checks delta (in [APL_DELTA_MIN, APL_DELTA_MAX]), every logit finite and every target in {-1,0,1}; the message names
  * the first offending index and value, e.g. "targets[1043] = 3: expected -1, 0 or 1". */
 apl_status apl_check_inputs(const float *logits, const int8_t *targets, size_t n, double delta,
                             apl_error *err);

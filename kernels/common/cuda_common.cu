@@ -12,16 +12,39 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A GPU device node (/dev/nvidia0, /dev/nvidia1, ...; /dev/nvidiactl alone is not a GPU) exists:
+ * the kernel driver sees a GPU, so a failing CUDA runtime is a fault to report, not a machine
+ * without a GPU. */
+static bool gpu_device_node_exists()
+{
+    char path[32];
+    for (int i = 0; i < 64; i++) {
+        snprintf(path, sizeof path, "/dev/nvidia%d", i);
+        if (access(path, F_OK) == 0)
+            return true;
+    }
+    return false;
+}
 
 extern "C" int apl_cuda_device_count(apl_error *err)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-        /* cudaErrorNoDevice, cudaErrorInsufficientDriver (no driver at all), ...: a machine
-         * without a usable GPU, not a failure of the caller. */
         (void)cudaGetLastError();
-        apl_fail(err, APL_ERR_NODEVICE, "no CUDA device: %s", cudaGetErrorString(e));
+        /* cudaErrorNoDevice, or cudaErrorInsufficientDriver with no driver at all: a machine
+         * without a usable GPU, not a failure of the caller. But where a GPU device node exists,
+         * any error (a driver older than this static runtime needs: cudaErrorInsufficientDriver;
+         * a driver/library mismatch; a device in a bad state) is an error, so that a GPU run
+         * cannot pass as "skipped". */
+        if (e != cudaErrorNoDevice && gpu_device_node_exists())
+            apl_fail(err, APL_ERR_CUDA,
+                     "CUDA driver failed although a GPU device node (/dev/nvidia*) exists: %s: %s",
+                     cudaGetErrorName(e), cudaGetErrorString(e));
+        else
+            apl_fail(err, APL_ERR_NODEVICE, "no CUDA device: %s", cudaGetErrorString(e));
         return 0;
     }
     if (count <= 0) {
