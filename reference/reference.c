@@ -1,6 +1,6 @@
 /* reference.c: the plain C reference, the SPEC transcribed as literally as possible in double
  * precision. Readable first; every variant is checked against it. O(|P| * M). */
-#include "aploss/aploss.h"
+#include "reference_internal.h"
 
 #include <stdlib.h>
 
@@ -142,6 +142,8 @@ apl_status apl_reference(const apl_problem *p, double *grad64, double *grad_aux6
     case APL_LOSS_AP:
         (void)grad_aux64;
         return reference_ap(p->logits, p->targets, p->n, p->delta, grad64, res, err);
+    case APL_LOSS_ALRP:
+        return apl_reference_alrp(p, grad64, grad_aux64, res, err);
     default:
         return apl_fail(err, APL_ERR_UNAVAILABLE, "reference: loss %s not implemented",
                         apl_loss_name(p->loss));

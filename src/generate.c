@@ -56,7 +56,8 @@ void apl_gen_defaults(apl_gen_params *p)
     p->seed = APL_DEFAULT_SEED;
 }
 
-enum { STREAM_ANCHOR, STREAM_CLASS, STREAM_MIX, STREAM_SCORE };
+/* STREAM_SCORE uses four streams (one per uniform of bell()); STREAM_AUX comes after them. */
+enum { STREAM_ANCHOR, STREAM_CLASS, STREAM_MIX, STREAM_SCORE, STREAM_AUX = STREAM_SCORE + 4 };
 
 static uint64_t mix64(uint64_t z) /* splitmix64's finaliser */
 {
@@ -135,4 +136,36 @@ apl_status apl_generate(const apl_gen_params *p, float *logits, int8_t *targets,
         }
     }
     return APL_OK;
+}
+
+apl_status apl_generate_aux(const apl_gen_params *p, apl_loss loss, const int8_t *targets,
+                            size_t n, float *aux, size_t n_aux, apl_error *err)
+{
+    size_t np = 0;
+    for (size_t j = 0; targets && j < n; j++)
+        np += targets[j] == 1;
+    switch (loss) {
+    case APL_LOSS_AP:
+        if (n_aux != 0)
+            return apl_fail(err, APL_ERR_ARG, "loss ap takes no per-positive values (got %zu)",
+                            n_aux);
+        return APL_OK;
+    case APL_LOSS_ALRP:
+        if (n_aux != np)
+            return apl_fail(err, APL_ERR_ARG, "eloc has room for %zu values: expected one per "
+                            "positive (%zu)", n_aux, np);
+        if (np > 0 && !aux)
+            return apl_fail(err, APL_ERR_ARG, "null eloc for %zu positives", np);
+        /* 1 - GIoU of a regressed box, in [0, 2): 2 u^2 puts most of the mass below 1 as for a
+         * trained head. u has 24 bits, so 2 u^2 <= 2 - 2^-22 + 2^-47, which rounds to a float
+         * below 2. The k-th positive's value depends only on (seed, k). */
+        for (size_t k = 0; k < np; k++) {
+            double u = (double)(rnd(p->seed, STREAM_AUX, k) >> 40) * 0x1p-24;
+            aux[k] = (float)(2.0 * u * u);
+        }
+        return APL_OK;
+    default:
+        return apl_fail(err, APL_ERR_UNAVAILABLE, "generator: loss %s has no generated inputs yet",
+                        apl_loss_name(loss));
+    }
 }

@@ -13,6 +13,7 @@
 #include "aploss/harness.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -469,6 +470,8 @@ static void *finish(npy_in *in, void *buf, apl_status st, apl_shape *shape, cons
     return buf;
 }
 
+static apl_status read_float_data(npy_in *in, const npy_header *h, void **out, apl_error *err);
+
 /* Reads a float array of exactly `itemsize` bytes per element (4 or 8) into a new buffer. `what`
  * names the array in messages: "logits must be float32 ('<f4'), got '<f8'". */
 static apl_status read_floats(const char *path, size_t itemsize, const char *what, npy_in *in,
@@ -485,6 +488,15 @@ static apl_status read_floats(const char *path, size_t itemsize, const char *wha
     if (!h->known || h->kind != K_FLOAT || h->itemsize != itemsize)
         return apl_fail(err, APL_ERR_FORMAT, "%s: %s must be %s ('<f%zu'), got '%s'", path, what,
                         type, itemsize, h->descr);
+    return read_float_data(in, h, out, err);
+}
+
+/* The data of an opened little-endian float array (h->itemsize bytes each) into a new buffer. */
+static apl_status read_float_data(npy_in *in, const npy_header *h, void **out, apl_error *err)
+{
+    apl_status st;
+    const char *path = in->path;
+    const size_t itemsize = h->itemsize;
     size_t bytes;
     if ((st = check_data_size(in, h, &bytes, err)) != APL_OK)
         return st;
@@ -539,6 +551,66 @@ apl_status apl_npy_read_f64(const char *path, double **data, apl_shape *shape, a
     void *raw = NULL;
     apl_status st = read_floats(path, sizeof(double), "the array", &in, &h, &raw, err);
     *data = finish(&in, raw, st, shape, &h);
+    return st;
+}
+
+/* One value per positive: a 1-D float32 or float64 array, returned as float32. A float64 value
+ * must be finite and within float32's range; the loss's own rules (count, sign) are
+ * apl_check_problem's. */
+apl_status apl_npy_read_aux(const char *path, const char *what, float **data, size_t *count,
+                            apl_error *err)
+{
+    if (!data || !count)
+        return apl_fail(err, APL_ERR_ARG, "apl_npy_read_aux: null output pointer");
+    *data = NULL;
+    *count = 0;
+    if (!path)
+        return apl_fail(err, APL_ERR_ARG, "apl_npy_read_aux: null path");
+    if (!what)
+        what = "the array";
+    npy_in in = {0};
+    npy_header h;
+    void *raw = NULL;
+    apl_status st = open_npy(path, &in, &h, err);
+    if (st == APL_OK && h.known && h.kind == K_FLOAT && h.big_endian)
+        st = apl_fail(err, APL_ERR_FORMAT, "%s: big-endian data is not supported ('%s'): save "
+                      "with arr.astype('<f4')", path, h.descr);
+    else if (st == APL_OK && (!h.known || h.kind != K_FLOAT))
+        st = apl_fail(err, APL_ERR_FORMAT, "%s: %s must be float32 ('<f4') or float64 ('<f8'), "
+                      "got '%s'", path, what, h.descr);
+    else if (st == APL_OK && h.shape.ndim != 1) {
+        char sh[256];
+        st = apl_fail(err, APL_ERR_FORMAT, "%s: %s must be 1-D (one value per positive), got "
+                      "shape %s", path, what, fmt_tuple(sh, sizeof sh, h.shape.dims,
+                                                        h.shape.ndim));
+    }
+    if (st == APL_OK)
+        st = read_float_data(&in, &h, &raw, err);
+    float *v = NULL;
+    if (st == APL_OK && h.itemsize == 8) { /* narrow in place: float i fits where double i was */
+        const double *d = raw;
+        v = raw;
+        for (size_t i = 0; i < h.count; i++) {
+            double x = d[i];
+            if (!isfinite(x) || fabs(x) > (double)FLT_MAX) {
+                st = apl_fail(err, APL_ERR_INPUT, "%s: %s[%zu] = %g: expected a finite value "
+                              "(within float32's range)", path, what, i, x);
+                break;
+            }
+            v[i] = (float)x;
+        }
+    } else if (st == APL_OK) {
+        v = raw;
+        for (size_t i = 0; i < h.count; i++)
+            if (!isfinite(v[i])) {
+                st = apl_fail(err, APL_ERR_INPUT, "%s: %s[%zu] = %s: expected a finite value",
+                              path, what, i, isnan(v[i]) ? "nan" : v[i] > 0 ? "inf" : "-inf");
+                break;
+            }
+    }
+    *data = finish(&in, raw, st, NULL, &h);
+    if (st == APL_OK)
+        *count = h.count;
     return st;
 }
 

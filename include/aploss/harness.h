@@ -80,6 +80,11 @@ apl_status apl_dist_parse(const char *name, apl_dist *d, apl_error *err);
 apl_status apl_gen_count(const apl_gen_params *p, size_t *n, apl_error *err);
 /* Fills logits and targets (apl_gen_count elements each). Same output on every machine. */
 apl_status apl_generate(const apl_gen_params *p, float *logits, int8_t *targets, apl_error *err);
+/* Fills the per-positive values the loss needs (n_aux = |P| of targets[0..n)): aLRP: e, the
+ * localisation error 1 - GIoU of each positive, in [0, 2); AP: nothing (n_aux must be 0). In
+ * the flat order of the positives; counter-based like apl_generate. */
+apl_status apl_generate_aux(const apl_gen_params *p, apl_loss loss, const int8_t *targets,
+                            size_t n, float *aux, size_t n_aux, apl_error *err);
 
 /* ---- .npy files (src/npy.c) ---- */
 #define APL_NPY_MAX_DIMS 8
@@ -97,6 +102,11 @@ apl_status apl_npy_read_logits(const char *path, float **data, apl_shape *shape,
 apl_status apl_npy_read_targets(const char *path, int8_t **data, apl_shape *shape, apl_error *err);
 /* Reads a little-endian C-order float64 array (<f8), e.g. a float64 reference gradient. */
 apl_status apl_npy_read_f64(const char *path, double **data, apl_shape *shape, apl_error *err);
+/* Reads one value per positive (e.g. aLRP's e): a 1-D float32 or float64 array ('<f4', '<f8'),
+ * converted to float32. Refuses other dtypes and shapes, and non-finite values (or float64 ones
+ * outside float32's range) with the file, `what[index]` and the value in the message. */
+apl_status apl_npy_read_aux(const char *path, const char *what, float **data, size_t *count,
+                            apl_error *err);
 /* Writes float32 with the given shape: to a temporary file beside path, then rename; on any
  * failure nothing is left at path (an existing file there is untouched). */
 apl_status apl_npy_write_f32(const char *path, const float *data, const apl_shape *shape,
