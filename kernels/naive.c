@@ -6,5 +6,7 @@
 
 APL_VARIANT_FN(apl_naive)
 {
+    if (p->loss == APL_LOSS_PAP)
+        return apl_pap_naive(p, out, res, err);
     return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 0, out->grad, res, err);
 }

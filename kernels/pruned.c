@@ -2,8 +2,11 @@
  * every positive, so compact the valid ones first, then the O(|P| * |V|) loops over them. */
 #include "cpu_common.h"
 #include "kernels.h"
+#include "alrp.h"
 
 APL_VARIANT_FN(apl_pruned)
 {
-    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 1, out->grad, res, err);
+    const struct apl_alrp_io alrp = {p->aux, out->grad_aux};
+    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 1, out->grad,
+                                 p->loss == APL_LOSS_ALRP ? &alrp : NULL, res, err);
 }

@@ -149,6 +149,8 @@ static void window_sums(const histogram *h, const double *O, size_t S, const siz
 
 APL_VARIANT_FN(apl_sorted)
 {
+    if (p->loss == APL_LOSS_PAP)
+        return apl_pap_sorted(p, out, res, err);
     const apl_problem *prob = p;
     const float *logits = p->logits;
     const int8_t *targets = p->targets;

@@ -144,6 +144,8 @@ apl_status apl_reference(const apl_problem *p, double *grad64, double *grad_aux6
         return reference_ap(p->logits, p->targets, p->n, p->delta, grad64, res, err);
     case APL_LOSS_ALRP:
         return apl_reference_alrp(p, grad64, grad_aux64, res, err);
+    case APL_LOSS_PAP:
+        return apl_reference_pap(p, grad64, grad_aux64, res, err);
     default:
         return apl_fail(err, APL_ERR_UNAVAILABLE, "reference: loss %s not implemented",
                         apl_loss_name(p->loss));

@@ -10,4 +10,9 @@
 apl_status apl_reference_alrp(const apl_problem *p, double *grad, double *grad_e, apl_result *res,
                               apl_error *err);
 
+/* docs/SPEC_PAP.md in double (reference/pap.c): grad (n entries), grad_iou (n_aux entries, or
+ * NULL), res->loss, res->valid_negatives = negatives among the ranked rows. */
+apl_status apl_reference_pap(const apl_problem *p, double *grad, double *grad_iou, apl_result *res,
+                             apl_error *err);
+
 #endif

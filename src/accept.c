@@ -32,7 +32,11 @@ static double rel_err(const float *x, const double *ref, size_t n, double *max_a
     return max_ref > 0.0 ? max_err / max_ref : (max_err > 0.0 || isnan(max_err) ? INFINITY : 0.0);
 }
 
-/* 1 when element j is a negative within rounding distance of some positive's s_i - delta. */
+/* 1 when element j is a negative within rounding distance of some positive's s_i - delta.
+ * Not for PAP: its contract requires exact classification (docs/SPEC_PAP.md, "Numerical
+ * hazards"), so a row on or next to a breakpoint, the window's foot included, must take the same
+ * piece as the float64 reference, and a zero there is exact on both sides; a variant that
+ * rounded h would move such a row by c_i w_j (jump in slope)/2, and this rule should catch it. */
 static int near_window_start(const apl_problem *p, size_t j)
 {
     if (!p->logits || !p->targets || p->targets[j] != 0 || p->loss == APL_LOSS_PAP)

@@ -81,6 +81,32 @@ apl_status apl_loss_parse(const char *name, apl_loss *l, apl_error *err)
     return apl_fail(err, APL_ERR_ARG, "loss '%s': expected ap, alrp or pap", name ? name : "(null)");
 }
 
+/* PAP (docs/SPEC_PAP.md): delta is not one of its inputs (the contract fixes the window at
+ * delta = 1), so it is neither read nor required; the parameter rows (apl_check_pap_params); one
+ * IoU in [0, 1] per positive. topk needs no check: 0 ranks every valid entry, any other value
+ * is a K >= 1. */
+static apl_status check_pap(const apl_problem *p, apl_error *err)
+{
+    apl_status st = apl_check_inputs(p->logits, p->targets, p->n, 1.0, err);
+    if (st != APL_OK)
+        return st;
+    if ((st = apl_check_pap_params(p->params, p->param_rows, err)) != APL_OK)
+        return st;
+    size_t np = 0;
+    for (size_t j = 0; j < p->n; j++)
+        np += p->targets[j] == 1;
+    if (p->n_aux != np)
+        return apl_fail(err, APL_ERR_INPUT, "iou has %zu values: expected one per positive (%zu)",
+                        p->n_aux, np);
+    if (np > 0 && !p->aux)
+        return apl_fail(err, APL_ERR_ARG, "null iou for %zu positives", np);
+    for (size_t k = 0; k < np; k++)
+        if (!(p->aux[k] >= 0.0f && p->aux[k] <= 1.0f)) /* NaN fails too */
+            return apl_fail(err, APL_ERR_INPUT, "iou[%zu] = %g: expected a finite value in [0, 1]",
+                            k, (double)p->aux[k]);
+    return APL_OK;
+}
+
 apl_status apl_check_problem(const apl_problem *p, apl_error *err)
 {
     if (!p)
@@ -89,8 +115,8 @@ apl_status apl_check_problem(const apl_problem *p, apl_error *err)
         return apl_fail(err, APL_ERR_ARG, "loss %d: expected ap, alrp or pap", (int)p->loss);
     if (p->threads < 0)
         return apl_fail(err, APL_ERR_ARG, "threads = %d: expected 0 (default) or more", p->threads);
-    if (p->loss == APL_LOSS_PAP) /* no PAP variant or reference in this build yet */
-        return apl_fail(err, APL_ERR_UNAVAILABLE, "loss pap: not implemented in this build");
+    if (p->loss == APL_LOSS_PAP)
+        return check_pap(p, err);
     apl_status st = apl_check_inputs(p->logits, p->targets, p->n, p->delta, err);
     if (st != APL_OK || p->loss == APL_LOSS_AP)
         return st;

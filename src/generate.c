@@ -164,6 +164,17 @@ apl_status apl_generate_aux(const apl_gen_params *p, apl_loss loss, const int8_t
             aux[k] = (float)(2.0 * u * u);
         }
         return APL_OK;
+    case APL_LOSS_PAP:
+        if (n_aux != np)
+            return apl_fail(err, APL_ERR_ARG, "iou has room for %zu values: expected one per "
+                            "positive (%zu)", n_aux, np);
+        if (np > 0 && !aux)
+            return apl_fail(err, APL_ERR_ARG, "null iou for %zu positives", np);
+        /* (GIoU + 1)/2 of a regressed box, in [0, 1): uniform, so every piece of the I-functions
+         * is visited. 24 bits: exact in float. Same stream as aLRP's e, another map. */
+        for (size_t k = 0; k < np; k++)
+            aux[k] = (float)((double)(rnd(p->seed, STREAM_AUX, k) >> 40) * 0x1p-24);
+        return APL_OK;
     default:
         return apl_fail(err, APL_ERR_UNAVAILABLE, "generator: loss %s has no generated inputs yet",
                         apl_loss_name(loss));

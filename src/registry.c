@@ -18,9 +18,10 @@
 #endif
 
 #define AP APL_LOSS_BIT(APL_LOSS_AP)
+#define PAP APL_LOSS_BIT(APL_LOSS_PAP)
 
 static const apl_variant table[] = {
-    {.name = "naive", .fn = apl_naive, .device = APL_CPU, .losses = AP, .backend = "C",
+    {.name = "naive", .fn = apl_naive, .device = APL_CPU, .losses = AP | PAP, .backend = "C",
      .quadratic = 1,
      .description = "O(|P|*M) loop over every element, no pruning (the published code minus its "
                     "pruning line)"},
@@ -28,7 +29,7 @@ static const apl_variant table[] = {
      .quadratic = 1,
      .description = "the published algorithm: compact valid negatives (s >= min positive - "
                     "delta), then loop"},
-    {.name = "sorted", .fn = apl_sorted, .device = APL_CPU, .losses = AP, .backend = "C",
+    {.name = "sorted", .fn = apl_sorted, .device = APL_CPU, .losses = AP | PAP, .backend = "C",
      .description = "O(M log|P|): sort positives, pass 1 histograms b_i per segment, pass 2 "
                     "evaluates G(x)"},
     {.name = "thrust_sorted_cpu", .fn = THRUST_CPU_FN(apl_thrust_sorted_cpu), .device = APL_CPU,

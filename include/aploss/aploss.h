@@ -71,7 +71,9 @@ apl_status apl_loss_parse(const char *name, apl_loss *l, apl_error *err);
  *   AP, aLRP:   delta (> 0, finite);
  *   aLRP:       aux = e, one localisation error per positive (finite, >= 0), n_aux = |P|;
  *   PAP:        aux = IoU per positive (in [0, 1]), n_aux = |P|; params (rows x 12 floats,
- *               rows 4 or 5), param_rows; topk (0 = every valid entry ranked).
+ *               rows 4 or 5), param_rows; topk (0 = every valid entry ranked). PAP does not
+ *               read delta: its contract fixes the window at delta = 1 (h = clamp((s_j - s_i)/2
+ *               + 1/2, 0, 1)), so delta may be left 0.
  * aux values are in the flat order of the positives: aux[k] belongs to the k-th index j with
  * targets[j] == 1. */
 typedef struct {
@@ -99,7 +101,8 @@ typedef struct {
     double loss;            /* AP: 1 - AP; aLRP: loss_cls; PAP: the loss */
     double loss_loc;        /* aLRP: loss_loc; 0 otherwise */
     size_t positives;       /* |P| */
-    size_t valid_negatives; /* |V|: negatives with s_j >= min positive - delta */
+    size_t valid_negatives; /* |V|: negatives with s_j >= min positive - delta; PAP: the
+                             * negatives among the ranked rows S (after the top-K cut) */
 } apl_result;
 
 /* The signature of every variant. Preconditions (checked by apl_run, not by the variant):
@@ -151,6 +154,17 @@ apl_status apl_check_problem(const apl_problem *p, apl_error *err);
 /* apl_check_problem, then the variant (host pointers). The entry point for every caller. */
 apl_status apl_run(const apl_variant *v, const apl_problem *p, const apl_output *out,
                    apl_result *res, apl_error *err);
+
+/* ---- Parameterized AP Loss (docs/SPEC_PAP.md) ----
+ * The shipped parameter sets, float32, 5 rows of 12 (H2 I2 I3 I1 H1, each x0 y0 .. x5 y5): name
+ * "retinanet", "rpn" or "rcnn" (the official configs at 0f36f022). *params points to a constant
+ * table. */
+apl_status apl_pap_params(const char *name, const float **params, int *rows, apl_error *err);
+/* Checks a parameter array: 4 or 5 rows of 12 finite numbers, each row's x's strictly
+ * increasing from 0 to 1 and y's nondecreasing from 0 to 1 (end points (0,0) and (1,1)); the
+ * message names the row, the function and the point, e.g. "pap parameters[0] (H2): x2 = 0.3
+ * after x1 = 0.4: the x's must be strictly increasing from 0 to 1". */
+apl_status apl_check_pap_params(const float *params, int rows, apl_error *err);
 
 /* Threads a CPU variant uses for p->threads (0: OMP_NUM_THREADS if set, else every core). */
 int apl_threads(int requested);

@@ -81,7 +81,8 @@ apl_status apl_gen_count(const apl_gen_params *p, size_t *n, apl_error *err);
 /* Fills logits and targets (apl_gen_count elements each). Same output on every machine. */
 apl_status apl_generate(const apl_gen_params *p, float *logits, int8_t *targets, apl_error *err);
 /* Fills the per-positive values the loss needs (n_aux = |P| of targets[0..n)): aLRP: e, the
- * localisation error 1 - GIoU of each positive, in [0, 2); AP: nothing (n_aux must be 0). In
+ * localisation error 1 - GIoU of each positive, in [0, 2); PAP: the IoU (GIoU + 1)/2 of each
+ * positive, uniform in [0, 1); AP: nothing (n_aux must be 0). In
  * the flat order of the positives; counter-based like apl_generate. */
 apl_status apl_generate_aux(const apl_gen_params *p, apl_loss loss, const int8_t *targets,
                             size_t n, float *aux, size_t n_aux, apl_error *err);

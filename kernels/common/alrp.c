@@ -120,7 +120,7 @@ apl_status apl_alrp_c(const float *s, const double *e, size_t np, double delta, 
 }
 
 apl_alrp_losses apl_alrp_weights(size_t np, const double *a, const double *b, const double *c,
-                                 const double *e, double *w, double *pos_grad, double *grad_e)
+                                 const double *e, double *w, double *L, double *grad_e)
 {
     apl_alrp_losses out = {0.0, 0.0};
     if (np == 0)
@@ -132,9 +132,8 @@ apl_alrp_losses apl_alrp_weights(size_t np, const double *a, const double *b, co
         /* The eps test on b itself (accurate relative to its own size): w jumps from 0 to L/b
          * there, so it must not be decided on a difference. */
         const int active = b[i] > APL_ALRP_EPS;
-        const double L = active ? (b[i] + c[i]) / r : 0.0;
-        w[i] = active ? L / b[i] : 0.0;
-        pos_grad[i] = -L * inv_np;
+        L[i] = active ? (b[i] + c[i]) / r : 0.0;
+        w[i] = active ? L[i] / b[i] : 0.0;
         sum_b_over_r += b[i] / r; /* loss_cls as the mean of b/r, not 1 - mean(a/r) */
     }
     out.loss_cls = sum_b_over_r * inv_np;
@@ -161,4 +160,21 @@ void apl_alrp_scatter_grad_e(size_t np, const double *grad_e_sorted, const size_
 {
     for (size_t i = 0; i < np; i++)
         out[rank[i]] = (float)grad_e_sorted[i];
+}
+
+apl_status apl_alrp_quadratic_middle(struct apl_alrp_job *job, const float *s, size_t np,
+                                     double delta, const double *a, const double *b, double *w,
+                                     double *L, double *loss_cls, apl_error *err)
+{
+    double *c = malloc((np ? np : 1) * sizeof *c);
+    if (!c)
+        return apl_fail(err, APL_ERR_NOMEM, "alrp: cannot allocate c for %zu positives", np);
+    apl_status st = apl_alrp_c(s, job->e, np, delta, c, err);
+    if (st == APL_OK) {
+        apl_alrp_losses l = apl_alrp_weights(np, a, b, c, job->e, w, L, job->grad_e);
+        *loss_cls = l.loss_cls;
+        job->loss_loc = l.loss_loc;
+    }
+    free(c);
+    return st;
 }

@@ -30,10 +30,30 @@ typedef struct {
 } apl_alrp_losses;
 
 /* The middle: from a_i, b_i, c_i and e_i of the sorted positives, w[i] (the weight of positive
- * i in G(x) = (1/|P|) sum w_i H(x - s_i)), pos_grad[i] = -L_i/|P|, grad_e[i] (NULL: not
- * wanted; in sorted order) and both losses. No allocation. */
+ * i in G(x) = (1/|P|) sum w_i H(x - s_i)), L[i] (its gradient is -L_i/|P|), grad_e[i] (NULL:
+ * not wanted; in sorted order) and both losses. No allocation. */
 apl_alrp_losses apl_alrp_weights(size_t np, const double *a, const double *b, const double *c,
-                                 const double *e, double *w, double *pos_grad, double *grad_e);
+                                 const double *e, double *w, double *L, double *grad_e);
+
+/* What the O(|P| * N) core of naive and pruned (apl_quadratic_core) needs for aLRP, in the
+ * sorted order: e in, grad_e (NULL: not wanted) and loss_loc out. */
+struct apl_alrp_job {
+    const double *e;
+    double *grad_e;
+    double loss_loc;
+};
+
+/* apl_quadratic_core's aLRP middle: c_i, then apl_alrp_weights with L into L; returns
+ * loss_cls. Allocates O(|P|) temporaries. */
+apl_status apl_alrp_quadratic_middle(struct apl_alrp_job *job, const float *s, size_t np,
+                                     double delta, const double *a, const double *b, double *w,
+                                     double *L, double *loss_cls, apl_error *err);
+
+/* naive and pruned's entry for aLRP: the flat-order e and grad_e of the problem. */
+struct apl_alrp_io {
+    const float *e;  /* aux, flat order */
+    float *grad_e;   /* grad_aux, flat order; NULL: not wanted */
+};
 
 /* Writes grad_e (sorted order, as from apl_alrp_weights) into out in flat order via rank. */
 void apl_alrp_scatter_grad_e(size_t np, const double *grad_e_sorted, const size_t *rank,

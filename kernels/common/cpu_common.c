@@ -1,6 +1,7 @@
 /* cpu_common.c: steps shared by the CPU variants (see cpu_common.h). */
 #include "cpu_common.h"
 #include "kernels.h"
+#include "alrp.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -92,40 +93,83 @@ static double ramp_sum(const float *restrict x, size_t nx, float si, float inv2d
     return acc;
 }
 
+/* aLRP's weights w_i = L_i / b_i are unbounded where b_i is small (docs/SPEC_ALRP.md, "Numerical
+ * hazards"): a float x - s_i there is off by 1.9e-5 of max|grad|. Its ramps take the exact form:
+ * the window's foot lo_i = s_i - delta in double, the offset x - lo_i in double. */
+static inline double ramp_exact(double x, double lo, double inv2d)
+{
+    double h = (x - lo) * inv2d;
+    return h < 0.0 ? 0.0 : (h > 1.0 ? 1.0 : h);
+}
+
+static double ramp_sum_exact(const float *restrict x, size_t nx, double lo, double inv2d)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t j = 0; j < nx; j++)
+        acc += ramp_exact((double)x[j], lo, inv2d);
+    return acc;
+}
+
 apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
                               double delta, float *gx, double *loss, double *one_minus_prec,
-                              apl_error *err)
+                              struct apl_alrp_job *alrp, apl_error *err)
 {
+    const int exact = alrp != NULL;
+    const double inv2d_exact = 0.5 / delta;
     const float inv2d = (float)(0.5 / delta);
     double *a = malloc(np * sizeof *a), *b = malloc(np * sizeof *b), *w = malloc(np * sizeof *w);
     float *sp = malloc(np * sizeof *sp);
-    if (!a || !b || !w || !sp) {
-        free(a), free(b), free(w), free(sp);
+    double *lo = malloc(np * sizeof *lo);
+    if (!a || !b || !w || !sp || !lo) {
+        free(a), free(b), free(w), free(sp), free(lo);
         return apl_fail(err, APL_ERR_NOMEM, "cannot allocate work arrays for %zu positives", np);
     }
-    for (size_t i = 0; i < np; i++)
-        sp[i] = pos[i].s;
     for (size_t i = 0; i < np; i++) {
-        a[i] = 0.5 + ramp_sum(sp, np, sp[i], inv2d);
-        b[i] = ramp_sum(x, nx, sp[i], inv2d);
+        sp[i] = pos[i].s;
+        lo[i] = (double)pos[i].s - delta;
     }
-    *loss = apl_precision_recurrence(np, a, b, w, one_minus_prec);
+    for (size_t i = 0; i < np; i++) {
+        if (exact) {
+            a[i] = 0.5 + ramp_sum_exact(sp, np, lo[i], inv2d_exact);
+            b[i] = ramp_sum_exact(x, nx, lo[i], inv2d_exact);
+        } else {
+            a[i] = 0.5 + ramp_sum(sp, np, sp[i], inv2d);
+            b[i] = ramp_sum(x, nx, sp[i], inv2d);
+        }
+    }
+    /* The loss's own middle (the seam between the losses): w_i and each positive's share. */
+    apl_status st = APL_OK;
+    if (alrp)
+        st = apl_alrp_quadratic_middle(alrp, sp, np, delta, a, b, w, one_minus_prec, loss, err);
+    else
+        *loss = apl_precision_recurrence(np, a, b, w, one_minus_prec);
+    if (st != APL_OK) {
+        free(a), free(b), free(w), free(sp), free(lo);
+        return st;
+    }
     const double inv_np = 1.0 / (double)np;
     for (size_t j = 0; j < nx; j++) {
         const float xj = x[j];
         double g = 0.0;
+        if (exact) {
 #pragma omp simd reduction(+ : g)
-        for (size_t i = 0; i < np; i++)
-            g += w[i] * (double)ramp(xj - sp[i], inv2d);
+            for (size_t i = 0; i < np; i++)
+                g += w[i] * ramp_exact((double)xj, lo[i], inv2d_exact);
+        } else {
+#pragma omp simd reduction(+ : g)
+            for (size_t i = 0; i < np; i++)
+                g += w[i] * (double)ramp(xj - sp[i], inv2d);
+        }
         gx[j] = (float)(g * inv_np);
     }
-    free(a), free(b), free(w), free(sp);
+    free(a), free(b), free(w), free(sp), free(lo);
     return APL_OK;
 }
 
 apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, size_t n,
-                                 double delta, int prune, float *grad, apl_result *res,
-                                 apl_error *err)
+                                 double delta, int prune, float *grad,
+                                 const struct apl_alrp_io *alrp, apl_result *res, apl_error *err)
 {
     apl_pos *pos;
     size_t np;
@@ -151,7 +195,27 @@ apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, siz
             x[k] = logits[j];
             xi[k++] = j;
         }
-    st = apl_quadratic_core(x, nx, pos, np, delta, gx, &res->loss, omp, err);
+    /* aLRP: e in the sorted order in, grad_e back in flat order out. */
+    double *e_sorted = NULL, *ge_sorted = NULL;
+    size_t *rank = NULL;
+    struct apl_alrp_job job = {0};
+    if (st == APL_OK && alrp) {
+        e_sorted = malloc(np * sizeof *e_sorted);
+        ge_sorted = malloc(np * sizeof *ge_sorted);
+        st = !e_sorted || !ge_sorted
+                 ? apl_fail(err, APL_ERR_NOMEM, "cannot allocate e for %zu positives", np)
+                 : apl_alrp_sorted_e(pos, np, alrp->e, e_sorted, &rank, err);
+        job = (struct apl_alrp_job){e_sorted, ge_sorted, 0.0};
+    }
+    if (st == APL_OK)
+        st = apl_quadratic_core(x, nx, pos, np, delta, gx, &res->loss, omp,
+                                alrp ? &job : NULL, err);
+    if (st == APL_OK && alrp) {
+        res->loss_loc = job.loss_loc;
+        if (alrp->grad_e)
+            apl_alrp_scatter_grad_e(np, ge_sorted, rank, alrp->grad_e);
+    }
+    free(e_sorted), free(ge_sorted), free(rank);
     if (st == APL_OK) {
         res->valid_negatives = nv;
         apl_write_positive_grads(grad, n, pos, np, omp);

@@ -18,6 +18,10 @@ extern "C" {
 APL_VARIANT_FN(apl_naive);
 APL_VARIANT_FN(apl_pruned);
 APL_VARIANT_FN(apl_sorted);
+/* Parameterized AP Loss (kernels/common/pap_*.c): the O(|S| * |P|) loops behind naive, the exact
+ * segment formulation behind sorted (which hands inputs outside its exact range to naive). */
+APL_VARIANT_FN(apl_pap_naive);
+APL_VARIANT_FN(apl_pap_sorted);
 
 #ifdef APL_HAVE_THRUST_CPU
 /* thrust_sorted.inl on Thrust's CPP backend (needs only the CCCL headers, no GPU). */
