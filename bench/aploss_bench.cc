@@ -1,42 +1,39 @@
-// aploss_bench.cc: the one Google Benchmark binary. It registers every row of the variant table
-// (apl_variants) over the sweep's slices, plus BM_floor, the memory floor at each size, and
-// BM_floor_gpu, the device memory floor at the same sizes.
+// aploss_bench.cc: the one Google Benchmark binary. The sweep (slices, axes, budgets, thread
+// counts, losses) is declared once, in bench/sweep.json (read by bench/sweep.cc); this file
+// registers, per cell of the chosen mode:
+//   BM_loss/<variant>/<loss>/elements:<M>/pos_ppm:<ppm>/delta:<d>/dist:<dist>/threads:<T>
+//       every row of the variant table for every loss of the cell it implements
+//       (apl_variant_has_loss); CPU rows that honour apl_problem.threads (v.threaded) at each of
+//       the cell's thread counts ("all" = apl_threads(0)), other CPU rows once at threads:1;
+//       GPU rows carry no threads field;
+//   BM_floor/elements:<M>/threads:<T>   the memory floor (bench/passes.c) and
+//   BM_focal/elements:<M>/threads:<T>   sigmoid focal loss, forward + gradient (bench/passes.c),
+//       at every (size, thread count) some BM_loss row uses, so each variant is compared with
+//       them like for like;
+//   BM_floor_gpu/elements:<M>           the device memory floor.
 //
-// Names are parseable: BM_loss/<variant>/elements:<M>/pos_ppm:<ppm>/delta:<d>/dist:<dist>,
-// BM_floor/elements:<M> and BM_floor_gpu/elements:<M>. pos_ppm is the generator's
-// positive-anchor rate in parts per million.
-// Slices (not the full product; see bench/README.md):
-//   elements   pos_ppm 1000, delta 1, mid; 1e3 .. 2.1e7 elements (8 RetinaNet images);
-//              --apl_sweep=full adds 4.2e7 and 1e8
-//   pos_rate   1 RetinaNet image (2618880 elements), delta 1, mid; pos_ppm 100 .. 300000
-//              (about 3 .. 9800 positives; full adds 500000)
-//   delta_dist 1 RetinaNet image, pos_ppm 1000; delta 0.1 .. 4 x dist early, mid, late
-//   tiny       (--apl_sweep=tiny, for the tests) one small input
-//
-// Before timing, each benchmark validates its variant with apl_accept against apl_reference,
-// on its own input when the O(P*M) reference fits --apl_ref_budget_s, otherwise on the largest
-// prefix of that input that does (a prefix of A anchors is exactly apl_generate's output with A
-// anchors: the generator is counter-based). A variant that disagrees is refused with
-// SkipWithError("refused: ..."); a cell predicted to take longer than --apl_budget_s per call is
-// skipped with SkipWithError("skipped: predicted ..."). Both show in the JSON as error_occurred.
+// Before timing, each BM_loss row validates its variant with apl_accept against apl_reference
+// (the problem's loss, the row's thread count), on its own input when the O(P*M) reference fits
+// the mode's ref_budget_s, otherwise on the largest prefix of that input that does (a prefix of
+// A anchors is exactly apl_generate's output with A anchors: the generator is counter-based).
+// A row that is not timed calls SkipWithError with a readable message AND sets its label to
+// "skip_reason=<code>" (one of kSkipReasons below; over_budget adds "; predicted_s=<s>"): the
+// converter and the CTest checks classify by that field, never by the message.
 //
 // Timed: the variant function alone (inputs were checked once by apl_run during validation).
 // GPU rows: device-resident. Each input is copied to the GPU once (apl_gpu_bench_create, cached
 // with the input); every iteration runs the variant's device_fn on the device buffers between
-// two CUDA events (apl_gpu_bench_run), reported through UseManualTime: the kernels, the
-// variant's own temporaries and its final synchronisation, no host<->device copy of the arrays.
-// They are validated on exactly that path (device_fn, gradient copied back afterwards).
-// BM_floor_gpu: one kernel reading logits and targets once and writing the gradient once,
-// timed the same way (apl_gpu_bench_floor). Without a CUDA device (or CUDA) both are skipped
-// with SkipWithError("skipped: ...").
+// two CUDA events (apl_gpu_bench_run), reported through UseManualTime.
 //
 // Hidden test hook: APL_BENCH_INJECT_WRONG=1 adds a variant "wrong" (sorted with its gradient
-// scaled by 1.001), which must be refused, never timed.
+// scaled by 1.001), which must be refused (skip_reason=refused:<reason>), never timed.
 
 #include <benchmark/benchmark.h>
 
 #include "aploss/harness.h"
 #include "bench_build_info.h"
+#include "passes.h"
+#include "sweep.h"
 
 #include <algorithm>
 #include <cstdarg>
@@ -48,24 +45,39 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace {
 
+using aplbench::Sweep;
+using aplbench::SweepCell;
+
+// ---- why a row was not timed: the codes the label carries (documented in bench/README.md) ----
+// refused and error carry a detail: refused:<apl_reason_name>, error:<apl_status_name>.
+const char *const kSkipReasons =
+    "no_device (GPU row, no CUDA device), not_built (not compiled into this binary), "
+    "device_error (the CUDA driver failed), no_device_fn (GPU row without a device-resident "
+    "entry), no_aux_inputs (the loss needs aux inputs the benchmark cannot generate yet), "
+    "over_budget (predicted time per call above budget_s; predicted_s=...), "
+    "refused:<reason> (disagrees with the reference; apl_reason_name), "
+    "error:<status> (a call failed; apl_status_name)";
+
 // ---- options (ours; Google Benchmark's own --benchmark_* flags pass through) ----
 struct Options {
-    std::string sweep = "default"; // default, full, tiny
-    double budget_s = 25.0;        // longest predicted time per call we time
-    double ref_budget_s = 2.0;     // longest predicted reference run we validate against
-    bool budget_set = false, ref_budget_set = false;
+    std::string mode = "default";
+    std::string sweep_file = APL_BENCH_SOURCE_DIR "/bench/sweep.json";
+    double budget_s = 0, ref_budget_s = 0; // 0: the mode's
+    bool list_cells = false;
 };
 Options g_opt;
+Sweep g_sweep;
 
 std::string fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char *f, ...)
 {
-    char buf[1024];
+    char buf[2048];
     va_list ap;
     va_start(ap, f);
     vsnprintf(buf, sizeof buf, f, ap);
@@ -75,14 +87,14 @@ std::string fmt(const char *f, ...)
 
 // ---- the cells ----
 struct InputKey {
-    size_t batch, anchors; // elements = batch * anchors * APL_COCO_CLASSES
+    size_t batch, anchors; // elements = batch * anchors * classes
     unsigned pos_ppm;
     apl_dist dist;
     bool operator==(const InputKey &o) const
     {
         return batch == o.batch && anchors == o.anchors && pos_ppm == o.pos_ppm && dist == o.dist;
     }
-    size_t elements() const { return batch * anchors * APL_COCO_CLASSES; }
+    size_t elements() const { return batch * anchors * g_sweep.classes; }
 };
 
 struct Cell {
@@ -90,15 +102,16 @@ struct Cell {
     double delta;
 };
 
-std::string delta_str(double d) { return fmt("%g", d); }
+// One BM_loss row.
+struct Row {
+    apl_variant v;
+    apl_loss loss;
+    Cell c;
+    int threads; // resolved, >= 1; 0 for GPU rows
+    std::string name;
+};
 
-std::string cell_suffix(const Cell &c)
-{
-    return fmt("elements:%zu/pos_ppm:%u/delta:%s/dist:%s", c.in.elements(), c.in.pos_ppm,
-               delta_str(c.delta).c_str(), apl_dist_name(c.in.dist));
-}
-
-// ---- the input cache: one input at a time, with its reference results per prefix and delta ----
+// ---- the input cache: one input at a time, with its reference results per prefix ----
 struct Reference {
     std::vector<double> grad64;
     apl_result res;
@@ -106,11 +119,11 @@ struct Reference {
 
 struct Input {
     InputKey key;
-    size_t n = 0;
+    size_t n = 0, positives = 0;
     std::vector<float> s;
     std::vector<int8_t> t;
     std::vector<float> grad;
-    std::map<std::pair<size_t, double>, Reference> refs; // (prefix elements, delta)
+    std::map<std::tuple<size_t, double, int>, Reference> refs; // (prefix elements, delta, loss)
     apl_gpu_bench *gpu = nullptr; // s and t on the device, made on first use by a GPU row
     Input() = default;
     Input(const Input &) = delete;
@@ -121,7 +134,7 @@ struct Input {
 std::unique_ptr<Input> g_input;
 double g_ref_sec_per_op = 2e-9; // updated from every reference run that does real work
 
-const Input *get_input(const InputKey &k, std::string *error)
+Input *get_input(const InputKey &k, std::string *error)
 {
     if (g_input && g_input->key == k)
         return g_input.get();
@@ -132,9 +145,11 @@ const Input *get_input(const InputKey &k, std::string *error)
     apl_gen_defaults(&p);
     p.batch = k.batch;
     p.anchors = k.anchors;
+    p.classes = g_sweep.classes;
+    p.ignore_rate = g_sweep.ignore_rate;
     p.pos_rate = k.pos_ppm * 1e-6;
     p.dist = k.dist;
-    p.seed = APL_DEFAULT_SEED;
+    p.seed = g_sweep.seed;
     apl_error err{};
     if (apl_gen_count(&p, &in->n, &err) != APL_OK) {
         *error = fmt("generator: %s", err.msg);
@@ -147,6 +162,8 @@ const Input *get_input(const InputKey &k, std::string *error)
         *error = fmt("generator: %s", err.msg);
         return nullptr;
     }
+    for (size_t j = 0; j < in->n; j++)
+        in->positives += in->t[j] == 1;
     g_input = std::move(in);
     return g_input.get();
 }
@@ -164,7 +181,30 @@ apl_gpu_bench *get_gpu(Input &in, std::string *error)
     return in.gpu;
 }
 
-// |P| and |V| of the first n elements, as the SPEC defines them.
+// The problem a row solves on the first n elements of the input.
+// HOOK (aLRP, PAP): losses other than AP need aux inputs per positive (aLRP: e, the localisation
+// error; PAP: IoU, plus params and topk; see apl_problem in aploss/aploss.h). When the harness
+// gains a generator for them (apl_generate_aux or similar), fill prob.aux / n_aux (the first
+// |P of the prefix| entries: aux is in the flat order of the positives, so a prefix of the input
+// takes a prefix of aux), params, param_rows and topk here, from buffers kept in Input beside
+// s and t. Until then such rows are skipped with skip_reason=no_aux_inputs; AP needs nothing.
+bool make_problem(const Input &in, size_t n, apl_loss loss, double delta, int threads,
+                  apl_problem *prob, std::string *why)
+{
+    *prob = apl_ap_problem(in.s.data(), in.t.data(), n, delta);
+    prob->loss = loss;
+    prob->threads = threads;
+    if (loss != APL_LOSS_AP) {
+        *why = fmt("loss %s needs aux inputs per positive; the benchmark's input generator does "
+                   "not make them yet (aploss_bench.cc, make_problem)",
+                   apl_loss_name(loss));
+        return false;
+    }
+    return true;
+}
+
+// |P| and |V| of the first n elements, as docs/SPEC.md defines them (for choosing a prefix
+// the reference can validate within its budget).
 void count_pv(const float *s, const int8_t *t, size_t n, double delta, size_t *np, size_t *nv)
 {
     float mn = INFINITY;
@@ -187,18 +227,18 @@ void count_pv(const float *s, const int8_t *t, size_t n, double delta, size_t *n
 // The reference does |P| * (|P| + 2|V|) H evaluations.
 double ref_ops(size_t np, size_t nv) { return (double)np * ((double)np + 2.0 * (double)nv); }
 
-const Reference *get_reference(Input &in, size_t n, double delta, std::string *error)
+const Reference *get_reference(Input &in, const apl_problem &prob, std::string *error)
 {
-    auto key = std::make_pair(n, delta);
+    auto key = std::make_tuple(prob.n, prob.delta, (int)prob.loss);
     auto it = in.refs.find(key);
     if (it != in.refs.end())
         return &it->second;
     Reference r;
-    r.grad64.resize(n);
+    r.grad64.resize(prob.n);
     apl_error err{};
     auto t0 = std::chrono::steady_clock::now();
-    if (apl_reference_ap(in.s.data(), in.t.data(), n, delta, r.grad64.data(), &r.res, &err) != APL_OK) {
-        *error = fmt("reference failed: %s", err.msg);
+    if (apl_reference(&prob, r.grad64.data(), nullptr, &r.res, &err) != APL_OK) {
+        *error = fmt("reference failed: %s: %s", apl_status_name(err.code), err.msg);
         return nullptr;
     }
     double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -211,42 +251,52 @@ const Reference *get_reference(Input &in, size_t n, double delta, std::string *e
 // ---- validation, decided once per benchmark name (repetitions reuse it) ----
 struct Decision {
     bool ok = false;
-    std::string error;   // SkipWithError message when !ok
+    std::string skip_reason; // code (kSkipReasons) when !ok
+    double predicted_s = 0;  // over_budget only
+    std::string message;     // human-readable, the SkipWithError text when !ok
     std::string label;
     size_t positives = 0, valid_negatives = 0, val_elements = 0;
     double val_max_rel_err = 0, val_loss_err = 0;
 };
 std::map<std::string, Decision> g_decisions;
 
+Decision skip(const std::string &code, const std::string &message)
+{
+    Decision d;
+    d.skip_reason = code;
+    d.message = message;
+    return d;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Decision decide(const apl_variant &v, const Cell &c)
+Decision decide(const Row &row)
 {
-    Decision d;
+    const apl_variant &v = row.v;
+    const Cell &c = row.c;
     apl_error why{};
     if (!apl_variant_runnable(&v, &why)) {
-        if (why.code == APL_ERR_UNAVAILABLE)
-            d.error = fmt("skipped: %s", why.msg);
-        else if (std::strncmp(why.msg, "no CUDA device", 14) == 0)
-            d.error = fmt("skipped: %s", why.msg);
-        else
-            d.error = fmt("skipped: no CUDA device: %s", why.msg);
-        return d;
+        const char *code = why.code == APL_ERR_UNAVAILABLE ? "not_built"
+                           : why.code == APL_ERR_NODEVICE  ? "no_device"
+                                                           : "device_error";
+        return skip(code, fmt("skipped: %s", why.msg));
     }
-    if (v.device == APL_GPU && !v.device_fn) {
-        d.error = fmt("skipped: %s has no device-resident entry point (device_fn)", v.name);
-        return d;
-    }
+    if (v.device == APL_GPU && !v.device_fn)
+        return skip("no_device_fn",
+                    fmt("skipped: %s has no device-resident entry point (device_fn)", v.name));
     std::string e;
-    if (!get_input(c.in, &e)) {
-        d.error = "error: " + e;
-        return d;
-    }
-    Input &in = *g_input;
-    const size_t classes = APL_COCO_CLASSES, n = in.n;
+    Input *inp = get_input(c.in, &e);
+    if (!inp)
+        return skip("error:generator", "error: " + e);
+    Input &in = *inp;
+    const size_t classes = g_sweep.classes, n = in.n;
+    apl_problem prob{};
+    if (!make_problem(in, n, row.loss, c.delta, row.threads, &prob, &e))
+        return skip("no_aux_inputs", "skipped: " + e);
+    Decision d;
     count_pv(in.s.data(), in.t.data(), n, c.delta, &d.positives, &d.valid_negatives);
 
     // The largest prefix (halving the anchors) whose reference run fits the budget.
@@ -256,11 +306,11 @@ Decision decide(const apl_variant &v, const Cell &c)
         vn = anchors * classes;
         count_pv(in.s.data(), in.t.data(), vn, c.delta, &vp, &vv);
     }
-    const Reference *ref = get_reference(in, vn, c.delta, &e);
-    if (!ref) {
-        d.error = "error: " + e;
-        return d;
-    }
+    apl_problem vprob{};
+    make_problem(in, vn, row.loss, c.delta, row.threads, &vprob, &e);
+    const Reference *ref = get_reference(in, vprob, &e);
+    if (!ref)
+        return skip("error:reference", "error: " + e);
     std::string where =
         vn == n ? std::string("validated on its own input")
                 : fmt("validated on the first %zu of %zu elements (= apl_generate with %zu anchors, "
@@ -296,29 +346,28 @@ Decision decide(const apl_variant &v, const Cell &c)
         }
         apl_gpu_bench_destroy(tmp);
     } else {
+        const apl_output out = {in.grad.data(), nullptr};
         auto t0 = std::chrono::steady_clock::now();
-        st = apl_run_ap(&v, in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res, &why);
+        st = apl_run(&v, &vprob, &out, &res, &why);
         t_val = seconds_since(t0);
     }
-    if (st != APL_OK) {
-        d.error = fmt("error: %s failed during validation: %s: %s", v.name, apl_status_name(st),
-                      why.msg);
-        return d;
-    }
+    if (st != APL_OK)
+        return skip(std::string("error:") + apl_status_name(st),
+                    fmt("error: %s failed during validation: %s: %s", v.name, apl_status_name(st),
+                        why.msg));
     apl_verdict ag{};
-    apl_accept_ap(in.s.data(), in.t.data(), vn, c.delta, in.grad.data(), &res,
-                  ref->grad64.data(), &ref->res, &ag);
+    apl_accept(&vprob, in.grad.data(), nullptr, &res, ref->grad64.data(), nullptr, &ref->res, &ag);
     d.val_elements = vn;
     d.val_max_rel_err = ag.max_rel_err;
     d.val_loss_err = ag.loss_err;
     if (!ag.pass) {
-        d.error = fmt("refused: %s disagrees with the reference: max_rel_err %.3g (tolerance %g), "
-                      "loss_err %.3g (tolerance %g), %zu gradient mismatches, worst grad[%zu] = "
-                      "%.9g vs %.9g; %s",
-                      v.name, ag.max_rel_err, APL_TOL_GRAD_REL, ag.loss_err, APL_TOL_LOSS_ABS,
-                      ag.mismatches, ag.worst_index, (double)in.grad[ag.worst_index],
-                      ref->grad64[ag.worst_index], where.c_str());
-        return d;
+        char verdict[1024];
+        apl_verdict_format(&ag, verdict, sizeof verdict);
+        Decision r = skip(std::string("refused:") + apl_reason_name(ag.reason),
+                          fmt("refused: %s disagrees with the reference: %s; %s", v.name, verdict,
+                              where.c_str()));
+        r.val_elements = vn;
+        return r;
     }
 
     // Budget: measured when validated at full size, else extrapolated by positives * elements.
@@ -329,60 +378,78 @@ Decision decide(const apl_variant &v, const Cell &c)
     else if (vn != n)
         predicted = t_val * (double)n / (double)vn;
     if (predicted > g_opt.budget_s) {
-        d.error = fmt("skipped: predicted %.3g s per call > budget %g s (%s; positives*elements "
-                      "= %.3g; %s took %.3g s on %zu elements with %zu positives)",
-                      predicted, g_opt.budget_s, v.quadratic ? "O(P*M) variant" : "variant",
-                      (double)d.positives * (double)n, v.name, t_val, vn, vp);
-        return d;
+        Decision r = skip("over_budget",
+                          fmt("skipped: predicted %.3g s per call > budget %g s (%s; "
+                              "positives*elements = %.3g; %s took %.3g s on %zu elements with %zu "
+                              "positives)",
+                              predicted, g_opt.budget_s, v.quadratic ? "O(P*M) variant" : "variant",
+                              (double)d.positives * (double)n, v.name, t_val, vn, vp));
+        r.predicted_s = predicted;
+        return r;
     }
-    d.label = where;
+    d.label = fmt("loss=%s; threads=%d; %s", apl_loss_name(row.loss), row.threads, where.c_str());
     if (v.device == APL_GPU)
         d.label += "; time: device-resident: kernels only, inputs already on the GPU, CUDA events";
     d.ok = true;
     return d;
 }
 
-void set_common_counters(benchmark::State &state, size_t n)
+// A row that is not timed: the message for people, the label for programs.
+void skip_row(benchmark::State &state, const std::string &code, const std::string &message,
+              double predicted_s = 0)
+{
+    std::string label = "skip_reason=" + code;
+    if (predicted_s > 0)
+        label += fmt("; predicted_s=%.6g", predicted_s);
+    state.SetLabel(label);
+    state.SkipWithError(message.c_str());
+}
+
+void set_common_counters(benchmark::State &state, size_t n, int threads)
 {
     state.SetItemsProcessed((int64_t)state.iterations() * (int64_t)n);
     state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)n * (4 + 1 + 4));
+    if (threads > 0)
+        state.counters["threads_used"] = threads;
 }
 
-void bm_loss(benchmark::State &state, apl_variant v, Cell c, std::string name)
+void bm_loss(benchmark::State &state, Row row)
 {
-    auto it = g_decisions.find(name);
+    const apl_variant &v = row.v;
+    auto it = g_decisions.find(row.name);
     if (it == g_decisions.end())
-        it = g_decisions.emplace(name, decide(v, c)).first;
+        it = g_decisions.emplace(row.name, decide(row)).first;
     const Decision &d = it->second;
     if (!d.ok) {
-        state.SkipWithError(d.error.c_str());
+        skip_row(state, d.skip_reason, d.message, d.predicted_s);
         return;
     }
     std::string e;
-    const Input *in = get_input(c.in, &e); // cached unless benchmarks were interleaved
+    Input *in = get_input(row.c.in, &e); // cached unless benchmarks were interleaved
     if (!in) {
-        state.SkipWithError(("error: " + e).c_str());
+        skip_row(state, "error:generator", "error: " + e);
         return;
     }
-    float *grad = g_input->grad.data();
+    float *grad = in->grad.data();
     apl_result res{};
     apl_error err{};
     apl_status st = APL_OK;
     if (v.device == APL_GPU) {
-        apl_gpu_bench *gb = get_gpu(*g_input, &e); // made during validation unless evicted
+        apl_gpu_bench *gb = get_gpu(*in, &e); // made during validation unless evicted
         if (!gb) {
-            state.SkipWithError(("error: " + e).c_str());
+            skip_row(state, "error:CUDA", "error: " + e);
             return;
         }
         for (auto _ : state) {
             double sec = 0;
-            st = apl_gpu_bench_run(gb, &v, c.delta, &res, &sec, &err);
+            st = apl_gpu_bench_run(gb, &v, row.c.delta, &res, &sec, &err);
             if (st != APL_OK)
                 break;
             state.SetIterationTime(sec);
         }
     } else {
-        const apl_problem prob = apl_ap_problem(in->s.data(), in->t.data(), in->n, c.delta);
+        apl_problem prob{};
+        make_problem(*in, in->n, row.loss, row.c.delta, row.threads, &prob, &e);
         const apl_output out = {grad, nullptr};
         for (auto _ : state) {
             st = v.fn(&prob, &out, &res, &err);
@@ -393,10 +460,11 @@ void bm_loss(benchmark::State &state, apl_variant v, Cell c, std::string name)
         }
     }
     if (st != APL_OK) {
-        state.SkipWithError(fmt("error: %s failed: %s", v.name, err.msg).c_str());
+        skip_row(state, std::string("error:") + apl_status_name(st),
+                 fmt("error: %s failed: %s", v.name, err.msg));
         return;
     }
-    set_common_counters(state, in->n);
+    set_common_counters(state, in->n, row.threads);
     state.counters["positives"] = (double)d.positives;
     state.counters["valid_negatives"] = (double)d.valid_negatives;
     state.counters["loss"] = res.loss; // from the timed calls: every call computes the same
@@ -407,30 +475,52 @@ void bm_loss(benchmark::State &state, apl_variant v, Cell c, std::string name)
     state.SetLabel(d.label);
 }
 
-// The cheapest pass any exact variant makes: read logits and targets once, write the gradient
-// once. noinline and the DoNotOptimize below keep the compiler from dropping the stores.
-__attribute__((noinline)) void floor_pass(const float *s, const int8_t *t, float *g, size_t n)
-{
-    for (size_t j = 0; j < n; j++)
-        g[j] = t[j] == 1 ? -s[j] : s[j] * 0.5f;
-}
-
-void bm_floor(benchmark::State &state, InputKey k)
+// The memory floor: read logits and targets once, write the gradient once, at `threads`.
+void bm_floor(benchmark::State &state, InputKey k, int threads)
 {
     std::string e;
-    const Input *in = get_input(k, &e);
+    Input *in = get_input(k, &e);
     if (!in) {
-        state.SkipWithError(("error: " + e).c_str());
+        skip_row(state, "error:generator", "error: " + e);
         return;
     }
-    float *grad = g_input->grad.data();
+    float *grad = in->grad.data();
     for (auto _ : state) {
-        floor_pass(in->s.data(), in->t.data(), grad, in->n);
+        apl_bench_floor(in->s.data(), in->t.data(), grad, in->n, threads);
         benchmark::DoNotOptimize(grad);
         benchmark::ClobberMemory();
     }
-    set_common_counters(state, in->n);
-    state.SetLabel("read logits + targets, write gradient: 9 bytes per element");
+    set_common_counters(state, in->n, threads);
+    state.SetLabel(fmt("threads=%d; read logits + targets, write gradient: 9 bytes per element",
+                       threads));
+}
+
+// Sigmoid focal loss (alpha 0.25, gamma 2), forward and gradient, at `threads`: the elementwise
+// loss most detectors train with; converter reports each variant as a multiple of it.
+constexpr float kFocalAlpha = 0.25f;
+void bm_focal(benchmark::State &state, InputKey k, int threads)
+{
+    std::string e;
+    Input *in = get_input(k, &e);
+    if (!in) {
+        skip_row(state, "error:generator", "error: " + e);
+        return;
+    }
+    float *grad = in->grad.data();
+    const float norm = 1.0f / (float)std::max<size_t>(in->positives, 1);
+    double loss = 0;
+    for (auto _ : state) {
+        loss = apl_bench_focal(in->s.data(), in->t.data(), grad, in->n, kFocalAlpha, norm, threads);
+        benchmark::DoNotOptimize(loss);
+        benchmark::DoNotOptimize(grad);
+        benchmark::ClobberMemory();
+    }
+    set_common_counters(state, in->n, threads);
+    state.counters["loss"] = loss;
+    state.counters["positives"] = (double)in->positives;
+    state.SetLabel(fmt("threads=%d; sigmoid focal loss, alpha %g, gamma 2, ignore -1, "
+                       "normalised by positives; forward + gradient in one pass",
+                       threads, kFocalAlpha));
 }
 
 // The device memory floor: the same pass as one grid-stride kernel on the device-resident input
@@ -440,19 +530,17 @@ void bm_floor_gpu(benchmark::State &state, InputKey k)
     static char gpu[APL_MSG_LEN];
     static apl_status gpu_st = apl_gpu_name(gpu, sizeof gpu); // once: no device stays no device
     if (gpu_st != APL_OK) {
-        std::string why = gpu_st == APL_ERR_UNAVAILABLE   ? fmt("skipped: %s", gpu)
-                          : gpu_st == APL_ERR_NODEVICE ? (std::strncmp(gpu, "no CUDA device", 14) == 0
-                                                                ? fmt("skipped: %s", gpu)
-                                                                : fmt("skipped: no CUDA device: %s", gpu))
-                                                         : fmt("error: %s", gpu);
-        state.SkipWithError(why.c_str());
+        const char *code = gpu_st == APL_ERR_UNAVAILABLE ? "not_built"
+                           : gpu_st == APL_ERR_NODEVICE  ? "no_device"
+                                                         : "device_error";
+        skip_row(state, code, fmt("skipped: %s", gpu));
         return;
     }
     std::string e;
-    const Input *in = get_input(k, &e);
-    apl_gpu_bench *gb = in ? get_gpu(*g_input, &e) : nullptr;
+    Input *in = get_input(k, &e);
+    apl_gpu_bench *gb = in ? get_gpu(*in, &e) : nullptr;
     if (!gb) {
-        state.SkipWithError(("error: " + e).c_str());
+        skip_row(state, "error:CUDA", "error: " + e);
         return;
     }
     apl_error err{};
@@ -465,10 +553,11 @@ void bm_floor_gpu(benchmark::State &state, InputKey k)
         state.SetIterationTime(sec);
     }
     if (st != APL_OK) {
-        state.SkipWithError(fmt("error: device floor failed: %s", err.msg).c_str());
+        skip_row(state, std::string("error:") + apl_status_name(st),
+                 fmt("error: device floor failed: %s", err.msg));
         return;
     }
-    set_common_counters(state, in->n);
+    set_common_counters(state, in->n, 0);
     state.SetLabel("device-resident: read logits + targets, write gradient once (9 bytes per "
                    "element), inputs already on the GPU, CUDA events");
 }
@@ -485,52 +574,65 @@ apl_status wrong_fn(const apl_problem *p, const apl_output *out, apl_result *res
     return st;
 }
 
-// ---- the sweep ----
-std::vector<Cell> sweep_cells(const std::string &sweep)
+// ---- the rows: every (variant, loss, cell, thread count) the sweep asks for ----
+std::vector<Row> make_rows(const std::vector<apl_variant> &variants, std::vector<Cell> *cells_out)
 {
-    const size_t A = APL_RETINANET_ANCHORS;
-    std::vector<Cell> cells;
-    auto add = [&](InputKey k, double delta) {
-        for (const Cell &c : cells)
-            if (c.in == k && c.delta == delta)
-                return;
-        cells.push_back({k, delta});
-    };
-    if (sweep == "tiny") {
-        add({1, 1280, 10000, APL_DIST_MID}, 1.0);
-        return cells;
+    // Cells grouped by input (first appearance order) so the one-input cache generates each
+    // input once.
+    std::vector<std::pair<Cell, const SweepCell *>> cells;
+    for (const SweepCell &sc : g_sweep.cells) {
+        apl_dist dist;
+        apl_error err{};
+        if (apl_dist_parse(sc.dist.c_str(), &dist, &err) != APL_OK) {
+            std::fprintf(stderr, "aploss_bench: %s: %s\n", g_sweep.path.c_str(), err.msg);
+            std::exit(2);
+        }
+        cells.push_back({{{sc.batch, sc.anchors, sc.pos_ppm, dist}, sc.delta}, &sc});
     }
-    const bool full = sweep == "full";
-    // elements: 1040, 10240, 102400, 1e6, 1, 4 and 8 images (full: 16 images, 1e8)
-    std::vector<std::pair<size_t, size_t>> sizes = {{1, 13},    {1, 128}, {1, 1280}, {1, 12500},
-                                                    {1, A},     {4, A},   {8, A}};
-    if (full) {
-        sizes.push_back({16, A});
-        sizes.push_back({1, 1250000});
-    }
-    for (auto [b, a] : sizes)
-        add({b, a, 1000, APL_DIST_MID}, 1.0);
-    std::vector<unsigned> ppms = {100, 300, 1000, 3000, 10000, 30000, 100000, 300000};
-    if (full)
-        ppms.push_back(500000);
-    for (unsigned ppm : ppms)
-        add({1, A, ppm, APL_DIST_MID}, 1.0);
-    for (apl_dist dist : {APL_DIST_EARLY, APL_DIST_MID, APL_DIST_LATE})
-        for (double delta : {0.1, 0.25, 0.5, 1.0, 2.0, 4.0})
-            add({1, A, 1000, dist}, delta);
-    // Group by input (first appearance order) so the one-input cache generates each input once.
-    std::vector<Cell> grouped;
-    for (const Cell &c : cells) {
+    std::vector<std::pair<Cell, const SweepCell *>> grouped;
+    for (const auto &c : cells) {
         bool seen = false;
-        for (const Cell &g : grouped)
-            seen = seen || g.in == c.in;
+        for (const auto &g : grouped)
+            seen = seen || g.first.in == c.first.in;
         if (!seen)
-            for (const Cell &x : cells)
-                if (x.in == c.in)
+            for (const auto &x : cells)
+                if (x.first.in == c.first.in)
                     grouped.push_back(x);
     }
-    cells.swap(grouped);
-    return cells;
+    std::vector<Row> rows;
+    for (const auto &[c, sc] : grouped) {
+        cells_out->push_back(c);
+        for (const std::string &ln : sc->losses) {
+            apl_loss loss;
+            apl_error err{};
+            if (apl_loss_parse(ln.c_str(), &loss, &err) != APL_OK) {
+                std::fprintf(stderr, "aploss_bench: %s: %s\n", g_sweep.path.c_str(), err.msg);
+                std::exit(2);
+            }
+            for (const apl_variant &v : variants) {
+                if (!apl_variant_has_loss(&v, loss))
+                    continue;
+                std::vector<int> ths;
+                if (v.device == APL_GPU)
+                    ths.push_back(0);
+                else if (!v.threaded)
+                    ths.push_back(1);
+                else
+                    for (int t : sc->threads) {
+                        int r = apl_threads(t); // "all" (0) -> every core / OMP_NUM_THREADS
+                        if (std::find(ths.begin(), ths.end(), r) == ths.end())
+                            ths.push_back(r);
+                    }
+                for (int t : ths) {
+                    Row r{v, loss, c, t, ""};
+                    r.name = "BM_loss/" + std::string(v.name) + "/" + apl_loss_name(loss) + "/" +
+                             aplbench::cell_suffix(*sc) + (t ? fmt("/threads:%d", t) : "");
+                    rows.push_back(r);
+                }
+            }
+        }
+    }
+    return rows;
 }
 
 std::string run_cmd(const std::string &cmd)
@@ -574,12 +676,21 @@ void add_context(const std::vector<apl_variant> &variants, int ncpu_rows)
                   .empty())
         rev += "-dirty";
     benchmark::AddCustomContext("git_revision", rev);
-    benchmark::AddCustomContext("seed", std::to_string(APL_DEFAULT_SEED));
-    benchmark::AddCustomContext("generator", "apl_generate: classes 80, ignore_rate 0.01, seed " +
-                                                 std::to_string(APL_DEFAULT_SEED));
-    benchmark::AddCustomContext("sweep", g_opt.sweep);
+    benchmark::AddCustomContext("seed", std::to_string(g_sweep.seed));
+    benchmark::AddCustomContext("generator", fmt("apl_generate: classes %zu, ignore_rate %g, seed %llu",
+                                                 g_sweep.classes, g_sweep.ignore_rate, g_sweep.seed));
+    benchmark::AddCustomContext("sweep", g_opt.mode);
+    benchmark::AddCustomContext("sweep_file", g_sweep.path);
+    // The whole declaration the run used: the converter reads its slices from here, so a later
+    // edit of bench/sweep.json cannot misdescribe an older result.
+    benchmark::AddCustomContext("sweep_json", g_sweep.text);
     benchmark::AddCustomContext("budget_s", fmt("%g", g_opt.budget_s));
     benchmark::AddCustomContext("ref_budget_s", fmt("%g", g_opt.ref_budget_s));
+    benchmark::AddCustomContext("threads_all", std::to_string(apl_threads(0)));
+    const char *omp = std::getenv("OMP_NUM_THREADS");
+    benchmark::AddCustomContext("omp_num_threads", omp ? omp : "unset");
+    benchmark::AddCustomContext("passes_openmp", apl_bench_passes_openmp() ? "yes" : "no");
+    benchmark::AddCustomContext("skip_reasons", kSkipReasons);
     benchmark::AddCustomContext("timed", "CPU: the variant function alone; GPU: device-resident "
                                          "(inputs copied to the GPU once per input), CUDA-event "
                                          "time of device_fn, no host<->device copies of the "
@@ -599,11 +710,18 @@ void add_context(const std::vector<apl_variant> &variants, int ncpu_rows)
     for (const apl_variant &v : variants)
         names += (names.empty() ? "" : ",") + std::string(v.name);
     benchmark::AddCustomContext("variants", names);
-    for (const apl_variant &v : variants)
+    for (const apl_variant &v : variants) {
+        std::string losses;
+        for (int l = 0; l < APL_LOSS_COUNT; l++)
+            if (apl_variant_has_loss(&v, (apl_loss)l))
+                losses += (losses.empty() ? "" : ",") + std::string(apl_loss_name((apl_loss)l));
         benchmark::AddCustomContext(
             "variant:" + std::string(v.name),
-            fmt("%s | %s | %s | %s", v.device == APL_GPU ? "GPU" : "CPU", v.backend,
-                v.quadratic ? "O(P*M)" : "O(M log P)", v.description));
+            fmt("%s | %s | %s | %s | %s | %s", v.device == APL_GPU ? "GPU" : "CPU", v.backend,
+                v.quadratic ? "O(P*M)" : "O(M log P)", v.description,
+                v.device == APL_GPU ? "device" : v.threaded ? "threaded" : "one thread",
+                losses.c_str()));
+    }
 }
 
 bool take_flag(const char *arg, const char *name, std::string *val)
@@ -634,39 +752,36 @@ void parse_options(int *argc, char **argv)
     for (int i = 1; i < *argc; i++) {
         std::string v;
         if (take_flag(argv[i], "--apl_sweep", &v)) {
-            if (v != "default" && v != "full" && v != "tiny") {
-                std::fprintf(stderr, "aploss_bench: --apl_sweep=%s: expected default, full or tiny\n",
-                             v.c_str());
-                std::exit(2);
-            }
-            g_opt.sweep = v;
+            g_opt.mode = v;
+        } else if (take_flag(argv[i], "--apl_sweep_file", &v)) {
+            g_opt.sweep_file = v;
         } else if (take_flag(argv[i], "--apl_budget_s", &v)) {
             g_opt.budget_s = parse_seconds("--apl_budget_s", v);
-            g_opt.budget_set = true;
         } else if (take_flag(argv[i], "--apl_ref_budget_s", &v)) {
             g_opt.ref_budget_s = parse_seconds("--apl_ref_budget_s", v);
-            g_opt.ref_budget_set = true;
+        } else if (!std::strcmp(argv[i], "--apl_list_cells")) {
+            g_opt.list_cells = true;
         } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
             std::printf(
-                "aploss_bench [--apl_sweep=default|full|tiny] [--apl_budget_s=S] "
-                "[--apl_ref_budget_s=S] [--benchmark_* flags]\n"
-                "  --apl_sweep          which slices to register (default: default)\n"
-                "  --apl_budget_s       skip cells predicted to take longer per call "
-                "(default 25, full 120)\n"
-                "  --apl_ref_budget_s   validate on a prefix when the reference would take "
-                "longer (default 2, full 10)\n");
+                "aploss_bench [--apl_sweep=MODE] [--apl_sweep_file=F] [--apl_budget_s=S] "
+                "[--apl_ref_budget_s=S] [--apl_list_cells] [--benchmark_* flags]\n"
+                "  --apl_sweep          the mode of the sweep file to run: tiny, default, full "
+                "(default: default)\n"
+                "  --apl_sweep_file     the sweep declaration (default: bench/sweep.json)\n"
+                "  --apl_budget_s       skip cells predicted to take longer per call (default: "
+                "the mode's budget_s)\n"
+                "  --apl_ref_budget_s   validate on a prefix when the reference would take longer "
+                "(default: the mode's ref_budget_s)\n"
+                "  --apl_list_cells     print the mode's cells as bench/sweep.py --list-cells "
+                "does, and exit\n"
+                "The mode's repetitions and min_time_s apply unless --benchmark_repetitions / "
+                "--benchmark_min_time are given.\n");
             argv[out++] = argv[i]; // let Google Benchmark print its own flags too
         } else {
             argv[out++] = argv[i];
         }
     }
     *argc = out;
-    if (g_opt.sweep == "full") {
-        if (!g_opt.budget_set)
-            g_opt.budget_s = 120.0;
-        if (!g_opt.ref_budget_set)
-            g_opt.ref_budget_s = 10.0;
-    }
 }
 
 } // namespace
@@ -674,8 +789,38 @@ void parse_options(int *argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_options(&argc, argv);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv))
+    std::string err;
+    if (!aplbench::load_sweep(g_opt.sweep_file, g_opt.mode, &g_sweep, &err)) {
+        std::fprintf(stderr, "aploss_bench: %s\n", err.c_str());
+        return 2;
+    }
+    if (g_opt.list_cells) {
+        for (const SweepCell &c : g_sweep.cells) {
+            std::string th, ls;
+            for (int t : c.threads)
+                th += (th.empty() ? "" : ",") + (t ? std::to_string(t) : std::string("all"));
+            for (const std::string &l : c.losses)
+                ls += (ls.empty() ? "" : ",") + l;
+            std::printf("%s threads:%s losses:%s\n", aplbench::cell_suffix(c).c_str(), th.c_str(),
+                        ls.c_str());
+        }
+        return 0;
+    }
+    if (g_opt.budget_s == 0)
+        g_opt.budget_s = g_sweep.mode.budget_s;
+    if (g_opt.ref_budget_s == 0)
+        g_opt.ref_budget_s = g_sweep.mode.ref_budget_s;
+
+    // The mode's repetitions and minimum time, placed before the caller's flags so that an
+    // explicit --benchmark_repetitions / --benchmark_min_time (parsed later) wins.
+    std::string reps = fmt("--benchmark_repetitions=%d", g_sweep.mode.repetitions);
+    std::string mint = fmt("--benchmark_min_time=%g", g_sweep.mode.min_time_s);
+    std::vector<char *> args(argv, argv + argc);
+    args.insert(args.begin() + 1, {&reps[0], &mint[0]});
+    int nargs = (int)args.size();
+    args.push_back(nullptr);
+    benchmark::Initialize(&nargs, args.data());
+    if (benchmark::ReportUnrecognizedArguments(nargs, args.data()))
         return 2;
 
     size_t count = 0;
@@ -686,47 +831,55 @@ int main(int argc, char **argv)
         ncpu += v.device == APL_CPU;
     const char *inject = std::getenv("APL_BENCH_INJECT_WRONG");
     if (inject && std::strcmp(inject, "1") == 0) {
+        const apl_variant *sorted = apl_variant_find("sorted");
         apl_variant wrong{};
         wrong.name = "wrong";
         wrong.fn = wrong_fn;
         wrong.device = APL_CPU;
         wrong.losses = APL_LOSS_BIT(APL_LOSS_AP);
+        wrong.threaded = sorted ? sorted->threaded : 0;
         wrong.backend = "C++ test hook";
         wrong.description = "sorted with its gradient scaled by 1.001: must be refused";
         variants.push_back(wrong);
     }
     add_context(variants, ncpu);
 
-    std::vector<Cell> cells = sweep_cells(g_opt.sweep);
-    std::vector<InputKey> floored;
+    std::vector<Cell> cells;
+    std::vector<Row> rows = make_rows(variants, &cells);
+    // The thread counts any CPU row uses at each size: the floor and focal run at each of them.
+    std::map<size_t, std::set<int>> threads_at;
+    for (const Row &r : rows)
+        if (r.threads > 0)
+            threads_at[r.c.in.elements()].insert(r.threads);
+    std::set<size_t> floored;
+    // The floor is what the machine can do: its fastest repetition ("min") is reported beside
+    // the median, and the converter uses it (less exposed to a busy neighbour).
+    auto min_stat = [](const std::vector<double> &v) { return *std::min_element(v.begin(), v.end()); };
     for (const Cell &c : cells) {
-        // One floor per element count, registered beside the first input of that size.
-        bool have = false;
-        for (const InputKey &k : floored)
-            have = have || k.elements() == c.in.elements();
-        if (!have) {
-            floored.push_back(c.in);
-            std::string name = fmt("BM_floor/elements:%zu", c.in.elements());
-            // The floor is what the machine can do: its fastest repetition ("min") is reported
-            // beside the median, and the converter uses it (less exposed to a busy neighbour).
-            auto min_stat = [](const std::vector<double> &v) {
-                return *std::min_element(v.begin(), v.end());
-            };
-            benchmark::RegisterBenchmark(name.c_str(), bm_floor, c.in)
-                ->Unit(benchmark::kMillisecond)
-                ->ComputeStatistics("min", min_stat);
-            // The device floor beside it, for the GPU rows' fraction of the floor.
-            name = fmt("BM_floor_gpu/elements:%zu", c.in.elements());
-            benchmark::RegisterBenchmark(name.c_str(), bm_floor_gpu, c.in)
+        const size_t m = c.in.elements();
+        if (floored.insert(m).second) { // beside the first input of that size
+            for (int t : threads_at[m]) {
+                benchmark::RegisterBenchmark(fmt("BM_floor/elements:%zu/threads:%d", m, t).c_str(),
+                                             bm_floor, c.in, t)
+                    ->Unit(benchmark::kMillisecond)
+                    ->ComputeStatistics("min", min_stat);
+                // The focal loss is compared like a variant: its median.
+                benchmark::RegisterBenchmark(fmt("BM_focal/elements:%zu/threads:%d", m, t).c_str(),
+                                             bm_focal, c.in, t)
+                    ->Unit(benchmark::kMillisecond);
+            }
+            benchmark::RegisterBenchmark(fmt("BM_floor_gpu/elements:%zu", m).c_str(), bm_floor_gpu,
+                                         c.in)
                 ->Unit(benchmark::kMillisecond)
                 ->UseManualTime()
                 ->ComputeStatistics("min", min_stat);
         }
-        for (const apl_variant &v : variants) {
-            std::string name = "BM_loss/" + std::string(v.name) + "/" + cell_suffix(c);
-            auto *b = benchmark::RegisterBenchmark(name.c_str(), bm_loss, v, c, name);
+        for (const Row &r : rows) {
+            if (!(r.c.in == c.in && r.c.delta == c.delta))
+                continue;
+            auto *b = benchmark::RegisterBenchmark(r.name.c_str(), bm_loss, r);
             b->Unit(benchmark::kMillisecond);
-            if (v.device == APL_GPU)
+            if (r.v.device == APL_GPU)
                 b->UseManualTime();
         }
     }

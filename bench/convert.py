@@ -4,19 +4,27 @@
 Reads the JSON that aploss_bench wrote (Google Benchmark, --benchmark_out_format=json) and the
 PyTorch baseline's JSON beside it (same stem + "-torch.json"), never console output. Writes into
 the results directory:
-    summary.csv          every cell: time, counters, floor fraction, or why it was not timed
+    summary.csv          every cell: time, counters, floor fraction, x focal, or why it was
+                         not timed (skip_reason, the label field the benchmarks write)
     elements.dat         time vs elements (pos_ppm 1000, delta 1, mid), plus floor (and
-                         floor_gpu where it was timed) and PyTorch
+                         floor_gpu where it was timed), focal and PyTorch
     pos_rate.dat         time vs positive-anchor rate at one RetinaNet image
     delta_<dist>.dat     time vs delta at one RetinaNet image, per distribution
     speedup_naive.dat    naive time / variant time vs elements
     speedup_torch.dat    PyTorch time / variant time vs elements
     floor_fraction.dat   floor time / variant time vs elements (1 = as fast as the memory floor)
                          GPU rows (and torch_cuda) against BM_floor_gpu, the device floor at
-                         the same size; CPU rows against BM_floor
+                         the same size; CPU rows against BM_floor at the same size AND thread
+                         count (like for like)
+    threads_<dist>.dat   thread-scaling slice: time vs threads (floor, focal, variants)
+    threads_ff_<dist>.dat  the same slice: floor fraction vs threads
     plot_meta.gp         machine name, column counts, colours: what the plot scripts load
-    table.md             the README table (RetinaNet batch 8), also written into ../README.md
+    table.md             the README table (sweep.json "table": RetinaNet batch 8, every thread
+                         count), also written into ../README.md
                          between <!-- table:begin --> and <!-- table:end --> when both exist
+Slices, axes and the table's cell come from the sweep declaration the run recorded in its
+context (sweep_json; else bench/sweep.json), read with bench/sweep.py. Rows that were not timed
+are classified by their label field skip_reason=<code>, never by message text.
 Plain Python 3 standard library: runs with whichever python3 is first on PATH.
 
     python3 bench/convert.py [--bench results/X.json] [--torch results/X-torch.json]
@@ -34,23 +42,52 @@ import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ONE_IMAGE = 32736 * 80  # RetinaNet at 512x512, 80 COCO classes
-BATCH8 = 8 * ONE_IMAGE
-DISTS = ("early", "mid", "late")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import sweep as sweepdecl  # noqa: E402  (bench/sweep.py)
 TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 # One colour per series, the same in every plot.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 FLOOR_COLOUR, TORCH_COLOURS = "#000000", ["#ff7f0e", "#7f7f7f"]
 FLOOR_GPU_COLOUR = "#555555"
-# The memory floors: BM_floor (host memory) and BM_floor_gpu (device memory, CUDA events).
-FLOORS = {"BM_floor": "floor", "BM_floor_gpu": "floor_gpu"}
+FLOOR_1T_COLOUR, FOCAL_COLOUR = "#999999", "#e6ab02"
+# The baselines: BM_floor (host memory), BM_floor_gpu (device memory, CUDA events), BM_focal
+# (sigmoid focal loss, forward + gradient). Keys use these names as the variant.
+FLOORS = {"BM_floor": "floor", "BM_floor_gpu": "floor_gpu", "BM_focal": "focal"}
+BASELINES = set(FLOORS.values())
 
-NAME_RE = re.compile(r"^(BM_loss|BM_floor_gpu|BM_floor)/(?:(?P<variant>[A-Za-z0-9_]+)/)?elements:(?P<elements>\d+)"
+# Our names (aploss_bench.cc); loss and threads are optional so older results still convert
+# (they had neither: AP only, one thread).
+NAME_RE = re.compile(r"^(BM_loss|BM_floor_gpu|BM_floor|BM_focal)/"
+                     r"(?:(?P<variant>[A-Za-z0-9_]+)/(?:(?P<loss>ap|alrp|pap)/)?)?"
+                     r"elements:(?P<elements>\d+)"
                      r"(?:/pos_ppm:(?P<ppm>\d+))?(?:/delta:(?P<delta>[0-9.eE+-]+))?"
-                     r"(?:/dist:(?P<dist>[a-z]+))?")
+                     r"(?:/dist:(?P<dist>[a-z]+))?(?:/threads:(?P<threads>\d+))?")
+# Google Benchmark's own suffixes. threads:N is ours (the benchmark never calls ->Threads()).
 SUFFIX_RE = re.compile(r"/(manual_time|real_time|process_time|min_time:[^/]*|repeats:\d+|"
-                       r"iterations:\d+|threads:\d+)(?=/|$)")
-PREDICTED_RE = re.compile(r"^skipped: predicted ([0-9.eE+-]+) s")
+                       r"iterations:\d+)(?=/|$)")
+# Skip codes (the label's skip_reason) as the plots and the table name them.
+SKIP_TEXT = {"no_device": "no CUDA device", "not_built": "not built",
+             "device_error": "CUDA driver error", "no_device_fn": "no device entry point",
+             "no_aux_inputs": "no aux inputs yet", "over_budget": "over the time budget",
+             "no_torch": "torch not importable"}
+
+
+def label_fields(label):
+    """The label's key=value fields ("skip_reason=over_budget; predicted_s=31.2")."""
+    out = {}
+    for part in (label or "").split("; "):
+        k, eq, v = part.partition("=")
+        if eq and re.match(r"^[a-z_]+$", k):
+            out[k] = v
+    return out
+
+
+def skip_text(code):
+    if code.startswith("refused:"):
+        return "REFUSED (%s)" % code.split(":", 1)[1]
+    if code.startswith("error:"):
+        return "ERROR (%s)" % code.split(":", 1)[1]
+    return SKIP_TEXT.get(code, code or "not timed")
 
 
 def load(path):
@@ -59,8 +96,9 @@ def load(path):
 
 
 def cells_from(doc):
-    """{key: cell} with key (variant, elements, ppm, delta, dist); variant 'floor' for BM_floor,
-    'floor_gpu' for BM_floor_gpu."""
+    """{key: cell} with key (variant, loss, elements, ppm, delta, dist, threads); variant
+    'floor', 'floor_gpu' or 'focal' for the baselines (loss, ppm, delta, dist None; threads None
+    for floor_gpu and GPU rows)."""
     runs = {}
     for b in doc.get("benchmarks", []):
         rn = SUFFIX_RE.sub("", b.get("run_name") or b["name"])
@@ -72,18 +110,25 @@ def cells_from(doc):
             print("convert.py: ignoring unparseable name %r" % rn, file=sys.stderr)
             continue
         floor = m.group(1) in FLOORS
-        key = (FLOORS[m.group(1)] if floor else m.group("variant"), int(m.group("elements")),
+        threads = int(m.group("threads")) if m.group("threads") else None
+        if threads is None and m.group(1) != "BM_floor_gpu" and not any(
+                "manual_time" in (e.get("run_name") or e["name"]) for e in entries):
+            threads = 1  # older results, without a threads field: every CPU row ran on one
+        key = (FLOORS[m.group(1)] if floor else m.group("variant"),
+               None if floor else (m.group("loss") or "ap"), int(m.group("elements")),
                None if floor else int(m.group("ppm")),
-               None if floor else float(m.group("delta")), None if floor else m.group("dist"))
-        # Medians, except for the floor: its fastest repetition ("min") where recorded.
-        want = ("min", "median") if floor else ("median",)
+               None if floor else float(m.group("delta")), None if floor else m.group("dist"),
+               threads)
+        # Medians, except for the floors: their fastest repetition ("min") where recorded.
+        want = ("min", "median") if floor and key[0] != "focal" else ("median",)
         med = sorted((e for e in entries if e.get("run_type") == "aggregate"
                       and e.get("aggregate_name") in want and not e.get("error_occurred")),
                      key=lambda e: want.index(e["aggregate_name"]))
         ok = [e for e in entries if e.get("run_type", "iteration") == "iteration"
               and not e.get("error_occurred")]
         errs = [e for e in entries if e.get("error_occurred")]
-        cell = {"name": rn, "time_ms": None, "message": "", "predicted_ms": None, "reps": 0}
+        cell = {"name": rn, "time_ms": None, "message": "", "predicted_ms": None, "reps": 0,
+                "skip_reason": ""}
         src = med[0] if med else (ok[0] if ok else None)
         if src is not None:
             unit = TO_MS[src.get("time_unit", "ns")]
@@ -100,11 +145,17 @@ def cells_from(doc):
                     cell[k] = src[k]
         elif errs:
             cell["message"] = errs[0].get("error_message", "error")
-            p = PREDICTED_RE.match(cell["message"])
-            if p:
-                cell["predicted_ms"] = float(p.group(1)) * 1e3
+            f = label_fields(errs[0].get("label"))
+            cell["skip_reason"] = f.get("skip_reason", "unknown")
+            if "predicted_s" in f:
+                cell["predicted_ms"] = float(f["predicted_s"]) * 1e3
         cells[key] = cell
     return cells
+
+
+def times_fmt(x):
+    """A ratio as "4.3x" or "185x"."""
+    return "%.0fx" % x if x >= 100 else "%.2gx" % x if x >= 10 else "%.1fx" % x
 
 
 def md(s):
@@ -159,21 +210,46 @@ def main():
     else:
         print("convert.py: no PyTorch baseline JSON beside %s" % a.bench, file=sys.stderr)
 
+    # The sweep the run used (recorded in its context), else today's declaration.
+    sw = sweepdecl.load(text=ctx["sweep_json"]) if ctx.get("sweep_json") else sweepdecl.load()
+    mode_name = ctx.get("sweep", "default")
+    extend = sw["modes"].get(mode_name, {}).get("extend", False)
+    classes = sw["generator"]["classes"]
+    t_all = int(ctx.get("threads_all", 1))  # what "all" meant on the machine that ran
+
+    def size_of(slice_name, i=0):
+        b, an = sw["slices"][slice_name]["sizes"][i]
+        return b * an * classes
+
+    def in_slice(slice_name, k):
+        return slice_name in sw["slices"] and sweepdecl.in_slice(sw, slice_name, extend, k[2],
+                                                                 k[3], k[4], k[5])
+
+    one_image = size_of("pos_rate")
+    tb = sw["table"]
+    tsl = sw["slices"][tb["slice"]]
+    t_el, t_ppm, t_delta = size_of(tb["slice"]), tsl["pos_ppm"][0], float(tsl["delta"][0])
+    t_loss, t_dist = tb["loss"], tb["dist"]
+
     # Variants in table order (the context lists them), then any others, then PyTorch.
     table_variants = [v for v in ctx.get("variants", "").split(",") if v] or \
         [k.split(":", 1)[1] for k in ctx if k.startswith("variant:")]
     seen = {k[0] for k in cells}
     variants = [v for v in table_variants if v in seen]
-    variants += sorted(v for v in seen if v not in variants and v not in FLOORS.values()
+    variants += sorted(v for v in seen if v not in variants and v not in BASELINES
                        and not v.startswith("torch"))
     torches = sorted(v for v in seen if v.startswith("torch"))
     colour = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
     colour.update({v: TORCH_COLOURS[i % 2] for i, v in enumerate(torches)})
-    colour["floor"] = FLOOR_COLOUR
-    colour["floor_gpu"] = FLOOR_GPU_COLOUR
+    colour.update({"floor": FLOOR_COLOUR, "floor_gpu": FLOOR_GPU_COLOUR,
+                   "floor_1t": FLOOR_1T_COLOUR, "focal": FOCAL_COLOUR})
 
-    floor = {k[1]: c["time_ms"] for k, c in cells.items() if k[0] == "floor"}
-    floor_gpu = {k[1]: c["time_ms"] for k, c in cells.items()
+    # The baselines by (elements, threads); the device floor by elements.
+    floor = {(k[2], k[6]): c["time_ms"] for k, c in cells.items()
+             if k[0] == "floor" and c["time_ms"] is not None}
+    focal = {(k[2], k[6]): c["time_ms"] for k, c in cells.items()
+             if k[0] == "focal" and c["time_ms"] is not None}
+    floor_gpu = {k[2]: c["time_ms"] for k, c in cells.items()
                  if k[0] == "floor_gpu" and c["time_ms"] is not None}
 
     def on_gpu(v):
@@ -181,104 +257,147 @@ def main():
         return v == "floor_gpu" or ctx.get("variant:" + v, "").startswith("GPU") or \
             (v.startswith("torch") and "cuda" in v)
 
-    def floor_for(v):
-        """The floor a variant is measured against: the device floor for GPU rows."""
-        return floor_gpu if on_gpu(v) else floor
+    def floor_of(k):
+        """The floor a row is measured against: same size and thread count (device floor for
+        GPU rows)."""
+        return floor_gpu.get(k[2]) if on_gpu(k[0]) else floor.get((k[2], k[6]))
+
+    def focal_of(k):
+        """Focal loss at the same size and thread count (CPU rows only: it runs on the CPU)."""
+        return None if on_gpu(k[0]) else focal.get((k[2], k[6]))
+
+    def ratio(num, den):
+        return num / den if num and den else None
 
     # ---- summary.csv ----
     os.makedirs(a.results, exist_ok=True)
     with open(os.path.join(a.results, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["name", "variant", "elements", "pos_ppm", "delta", "dist", "positives",
-                    "valid_negatives", "time_ms", "floor_ms", "floor_fraction", "reps",
-                    "validated_on_elements", "val_max_rel_err", "loss_diff_vs_ours",
-                    "grad_max_rel_diff_vs_ours", "status"])
-        for k in sorted(cells, key=lambda k: (k[0] not in FLOORS.values(), k[0], k[1], k[2] or 0,
-                                              k[3] or 0, k[4] or "")):
+        w.writerow(["name", "variant", "loss", "elements", "pos_ppm", "delta", "dist", "threads",
+                    "positives", "valid_negatives", "time_ms", "floor_ms", "floor_fraction",
+                    "focal_ms", "x_focal", "reps", "validated_on_elements", "val_max_rel_err",
+                    "loss_diff_vs_ours", "grad_max_rel_diff_vs_ours", "status", "skip_reason"])
+        for k in sorted(cells, key=lambda k: (k[0] not in BASELINES, k[0], k[1] or "", k[2],
+                                              k[3] or 0, k[4] or 0, k[5] or "", k[6] or 0)):
             c = cells[k]
-            fl = floor_for(k[0]).get(k[1])
-            frac = fl / c["time_ms"] if fl and c["time_ms"] else None
-            w.writerow([c["name"], k[0], k[1], k[2], k[3], k[4], c.get("positives"),
+            fl, fo = floor_of(k), focal_of(k)
+            w.writerow([c["name"], k[0], k[1], k[2], k[3], k[4], k[5], k[6], c.get("positives"),
                         c.get("valid_negatives"), fmt_num(c["time_ms"]), fmt_num(fl),
-                        fmt_num(frac), c["reps"], c.get("val_elements"),
+                        fmt_num(ratio(fl, c["time_ms"])), fmt_num(fo),
+                        fmt_num(ratio(c["time_ms"], fo)), c["reps"], c.get("val_elements"),
                         c.get("val_max_rel_err"), c.get("loss_diff"), c.get("grad_max_rel_diff"),
-                        "timed" if c["time_ms"] is not None else c["message"]])
+                        "timed" if c["time_ms"] is not None else c["message"],
+                        c["skip_reason"]])
+
+    # The all-cores view the slices with threads ["all"] show: each variant at t_all, else at
+    # the one thread count it has (one-thread variants, PyTorch), GPU rows without one.
+    groups = {}
+    for k in cells:
+        if k[0] not in BASELINES:
+            groups.setdefault(k[:6], {})[k[6]] = k
+
+    def view(g):
+        ths = groups.get(g, {})
+        for th in (t_all, 1, None):
+            if th in ths:
+                return ths[th]
+        return next(iter(ths.values()), None)
 
     meta = []
-    not_timed = {}  # variant -> first reason, for variants never timed anywhere
+    not_timed = {}  # variant -> first skip code, for variants never timed anywhere
 
-    def series_for(select, xkey, with_floor):
-        """Measured series (floor, variants, torch) and predicted-only series for one slice."""
+    def baseline_series(sel_el):
+        """floor / floor at 1 thread / focal (at t_all) / device floor over the sizes chosen."""
+        out = [("floor", {el: t for (el, th), t in floor.items() if th == t_all and sel_el(el)})]
+        if t_all != 1:
+            out.append(("floor_1t", {el: t for (el, th), t in floor.items()
+                                     if th == 1 and sel_el(el)}))
+        out.append(("focal", {el: t for (el, th), t in focal.items() if th == t_all and sel_el(el)}))
+        out.append(("floor_gpu", {el: t for el, t in floor_gpu.items() if sel_el(el)}))
+        return [(n, v) for n, v in out if v]
+
+    def title_of(t):
+        return {"floor": "floor (%d thr)" % t_all, "floor_1t": "floor (1 thr)",
+                "focal": "focal loss (%d thr)" % t_all}.get(t, t)
+
+    def series_for(select, xkey, with_base):
+        """Measured series (baselines, variants, torch) and predicted-only series for a slice
+        (loss ap, the all-cores view)."""
         xs, meas, pred = set(), [], []
-        names = (["floor", "floor_gpu"] if with_floor else []) + variants + torches
-        for v in names:
+        if with_base:
+            for n, vals in baseline_series(lambda el: any(select(g) and g[2] == el for g in groups)):
+                meas.append((n, vals))
+                xs.update(vals)
+        for v in variants + torches:
             vals, pvals = {}, {}
-            for k, c in cells.items():
-                if k[0] != v or not select(k):
+            for g in groups:
+                if g[0] != v or g[1] != "ap" or not select(g):
                     continue
-                x = xkey(k)
+                k = view(g)
+                c = cells[k]
+                x = xkey(g)
                 xs.add(x)
                 if c["time_ms"] is not None:
                     vals[x] = c["time_ms"]
                 elif c["predicted_ms"] is not None:
                     pvals[x] = c["predicted_ms"]
                 elif v not in not_timed:
-                    not_timed[v] = c["message"]
+                    not_timed[v] = c["skip_reason"]
             if vals:
                 meas.append((v, vals))
             if pvals:
                 pred.append(("%s predicted, not run (over budget)" % v, pvals, v))
         return sorted(xs), meas, pred
 
-    def slice_dat(prefix, fname, xname, select, xkey, with_floor, comment):
-        xs, meas, pred = series_for(select, xkey, with_floor)
-        series = meas + [(t, vals) for t, vals, _ in pred]
+    def dash_of(t):
+        return {"floor_gpu": "4", "floor": "2", "floor_1t": "2", "focal": "3"}.get(
+            t, "2" if t.startswith("torch") else "1")
+
+    def slice_dat(prefix, fname, xname, select, xkey, with_base, comment):
+        xs, meas, pred = series_for(select, xkey, with_base)
+        series = [(title_of(t), v) for t, v in meas] + [(t, vals) for t, vals, _ in pred]
         write_dat(os.path.join(a.results, fname), xname, xs, series, comment)
         cols = [colour[t] for t, _ in meas] + [colour[v] for _, _, v in pred]
         meta.append("%s_n = %d  # measured series: columns 2..%d" % (prefix, len(meas), len(meas) + 1))
         meta.append("%s_np = %d  # predicted-only series after them" % (prefix, len(pred)))
         # A trailing spare: gnuplot evaluates an empty "for" clause's options once.
         meta.append("%s_colours = %s" % (prefix, quote(" ".join(cols + ["#000000"]))))
-        meta.append("%s_dash = %s" % (prefix, quote(" ".join(
-            "4" if t == "floor_gpu" else "2" if t == "floor" or t.startswith("torch") else "1"
-            for t, _ in meas) + " 1")))
+        meta.append("%s_dash = %s" % (prefix, quote(" ".join(dash_of(t) for t, _ in meas) + " 1")))
         return xs, meas
 
-    def el_select(k):
-        return k[2] == 1000 and k[3] == 1.0 and k[4] == "mid"
+    def el_select(g):
+        return in_slice("elements", g)
 
-    xs_el, meas_el = slice_dat("el", "elements.dat", "elements",
-                               lambda k: k[0] in FLOORS.values() or el_select(k),
-                               lambda k: k[1], True,
-                               "time per call (ms) vs elements; pos_ppm 1000, delta 1, mid")
-    xs_pr, _ = slice_dat("pr", "pos_rate.dat", "pos_rate",
-              lambda k: k[0] != "floor" and k[1] == ONE_IMAGE and k[3] == 1.0 and k[4] == "mid",
-              lambda k: k[2] * 1e-6, False,
-              "time per call (ms) vs positive-anchor rate; 2618880 elements, delta 1, mid")
-    for d in DISTS:
+    xs_el, meas_el = slice_dat("el", "elements.dat", "elements", el_select, lambda g: g[2], True,
+                               "time per call (ms) vs elements; the elements slice, all cores")
+    xs_pr, _ = slice_dat("pr", "pos_rate.dat", "pos_rate", lambda g: in_slice("pos_rate", g),
+                         lambda g: g[3] * 1e-6, False,
+                         "time per call (ms) vs positive-anchor rate; %d elements" % one_image)
+    dists = sw["slices"]["delta_dist"]["dist"]
+    for d in dists:
         slice_dat("d_" + d, "delta_%s.dat" % d, "delta",
-                  lambda k, d=d: k[0] != "floor" and k[1] == ONE_IMAGE and k[2] == 1000
-                  and k[4] == d, lambda k: k[3], False,
-                  "time per call (ms) vs delta; 2618880 elements, pos_ppm 1000, dist %s" % d)
-    for d in DISTS:  # share of valid negatives at delta 1, for the panel titles
-        c = next((c for k, c in cells.items() if k[1] == ONE_IMAGE and k[2] == 1000
-                  and k[3] == 1.0 and k[4] == d and c.get("valid_negatives") is not None), None)
+                  lambda g, d=d: in_slice("delta_dist", g) and g[5] == d, lambda g: g[4], False,
+                  "time per call (ms) vs delta; %d elements, dist %s" % (one_image, d))
+    for d in dists:  # share of valid negatives at delta 1, for the panel titles
+        c = next((c for k, c in cells.items() if k[2] == one_image and k[3] == 1000
+                  and k[4] == 1.0 and k[5] == d and c.get("valid_negatives") is not None), None)
         meta.append("d_%s_vshare = %s" % (d, quote(
-            "%.3g%%" % (100.0 * c["valid_negatives"] / ONE_IMAGE) if c else "?")))
-    fl_one = floor.get(ONE_IMAGE)
+            "%.3g%%" % (100.0 * c["valid_negatives"] / one_image) if c else "?")))
+    fl_one = floor.get((one_image, t_all))
     meta.append("floor_one_image_ms = %s" % (fmt_num(fl_one) if fl_one else "NaN"))
+    meta.append("threads_all = %d" % t_all)
 
     # Positives per call as x2 tics: elements slice and pos-rate slice.
     def x2tics(select, xkey):
         pos_at = {}
         for k, c in cells.items():
-            if k[0] != "floor" and select(k) and c.get("positives") is not None:
+            if k[0] not in BASELINES and select(k) and c.get("positives") is not None:
                 pos_at[xkey(k)] = int(c["positives"])
         return quote("(" + ", ".join("'%d' %s" % (pos_at[x], fmt_num(x)) for x in sorted(pos_at))
                      + ")")
-    meta.append("el_x2tics = %s" % x2tics(el_select, lambda k: k[1]))
+    meta.append("el_x2tics = %s" % x2tics(el_select, lambda k: k[2]))
     # Sizes with no positive at all (small inputs at pos rate 1e-3): shaded in the plots.
-    zero = sorted(k[1] for k, c in cells.items() if k[0] != "floor" and el_select(k)
+    zero = sorted(k[2] for k, c in cells.items() if k[0] not in BASELINES and el_select(k)
                   and c.get("positives") == 0)
     more = [x for x in xs_el if zero and x > zero[-1]]
     edge = math.sqrt(zero[-1] * more[0]) if zero and more else (zero[-1] * 1.5 if zero else 0)
@@ -286,14 +405,11 @@ def main():
     for prefix, xs in (("el", xs_el), ("pr", xs_pr)):
         meta.append("%s_xrange = %s" % (prefix, quote("[%g:%g]" % (min(xs) / 1.5, max(xs) * 1.5)
                                                       if xs else "[*:*]")))
-    meta.append("pr_x2tics = %s" % x2tics(
-        lambda k: k[1] == ONE_IMAGE and k[3] == 1.0 and k[4] == "mid", lambda k: k[2] * 1e-6))
+    meta.append("pr_x2tics = %s" % x2tics(lambda k: in_slice("pos_rate", k), lambda k: k[3] * 1e-6))
 
-    # One y range for the three delta panels.
-    ys = [c["time_ms"] for k, c in cells.items() if k[0] != "floor" and k[1] == ONE_IMAGE
-          and k[2] == 1000 and c["time_ms"]]
-    ys += [c["predicted_ms"] for k, c in cells.items() if k[0] != "floor" and k[1] == ONE_IMAGE
-           and k[2] == 1000 and c["predicted_ms"]]
+    # One y range for the delta panels.
+    ys = [c["time_ms"] or c["predicted_ms"] for k, c in cells.items()
+          if k[0] not in BASELINES and in_slice("delta_dist", k) and (c["time_ms"] or c["predicted_ms"])]
     if fl_one:
         ys.append(fl_one)
     meta.append("ymin_delta = %g" % (min(ys) / 1.5 if ys else 1e-3))
@@ -320,15 +436,57 @@ def main():
         meta.append("%s_base = %s" % (prefix, quote(base)))
     ff = []
     for v in variants + torches:
-        if v in el_time:
-            fv = floor_for(v)
-            vals = {x: fv[x] / el_time[v][x] for x in el_time[v] if fv.get(x)}
-            if vals:
-                ff.append((v, vals))
+        vals = {}
+        for g in groups:
+            if g[0] == v and g[1] == "ap" and el_select(g):
+                k = view(g)
+                r = ratio(floor_of(k), cells[k]["time_ms"])
+                if r:
+                    vals[g[2]] = r
+        if vals:
+            ff.append((v, vals))
     write_dat(os.path.join(a.results, "floor_fraction.dat"), "elements", xs_el, ff,
-              "floor time / variant time (1 = as fast as one read+write pass); elements slice")
+              "floor time / variant time at the same size and thread count (1 = as fast as one "
+              "read+write pass); elements slice")
     meta.append("ff_n = %d" % len(ff))
     meta.append("ff_colours = %s" % quote(" ".join(colour[t] for t, _ in ff)))
+
+    # ---- the thread-scaling slice: time and floor fraction vs threads, per dist ----
+    th_sl = "threads"
+    th_dists = sw["slices"].get(th_sl, {}).get("dist", [])
+    th_el = size_of(th_sl) if th_sl in sw["slices"] else None
+    for d in th_dists:
+        sel = [k for k in cells if k[0] not in BASELINES and k[1] == "ap" and k[6] is not None
+               and in_slice(th_sl, k) and k[5] == d]
+        xs = sorted({k[6] for k in sel} | {th for (el, th) in floor if el == th_el})
+        times = [("floor", {th: t for (el, th), t in floor.items() if el == th_el}),
+                 ("focal loss", {th: t for (el, th), t in focal.items() if el == th_el})]
+        cols, dash, ffs, ffcols = [FLOOR_COLOUR, FOCAL_COLOUR], ["2", "3"], [], []
+        for v in variants + torches:
+            tv = {k[6]: cells[k]["time_ms"] for k in sel if k[0] == v and cells[k]["time_ms"]}
+            if tv:
+                times.append((v, tv))
+                cols.append(colour[v])
+                dash.append(dash_of(v))
+                fv = {th: floor[(th_el, th)] / t for th, t in tv.items() if (th_el, th) in floor}
+                if fv:
+                    ffs.append((v, fv))
+                    ffcols.append(colour[v])
+
+        write_dat(os.path.join(a.results, "threads_%s.dat" % d), "threads", xs, times,
+                  "time per call (ms) vs threads; %s elements, dist %s, loss ap" % (th_el, d))
+        write_dat(os.path.join(a.results, "threads_ff_%s.dat" % d), "threads", xs, ffs,
+                  "floor time / variant time at the same thread count; %s elements, dist %s"
+                  % (th_el, d))
+        meta.append("th_%s_n = %d" % (d, len(times)))
+        meta.append("th_%s_colours = %s" % (d, quote(" ".join(cols + ["#000000"]))))
+        meta.append("th_%s_dash = %s" % (d, quote(" ".join(dash + ["1"]))))
+        meta.append("th_ff_%s_n = %d" % (d, len(ffs)))
+        meta.append("th_ff_%s_colours = %s" % (d, quote(" ".join(ffcols + ["#000000"]))))
+        meta.append("th_%s_xtics = %s" % (d, quote("(" + ", ".join("%d" % x for x in xs) + ")")
+                                          if xs else '"(1)"'))
+    meta.append("th_dists = %s" % quote(" ".join(th_dists)))
+    meta.append("th_elements = %s" % (th_el or 0))
 
     # ---- machine, and what was not timed at all ----
     machine = ctx.get("cpu_model", "unknown CPU")
@@ -338,19 +496,13 @@ def main():
     if gpu and not gpu.startswith("none"):
         machine += ", " + gpu
     date = ctx.get("date", "")[:10]
-    skipped = [v for v in variants + torches if v not in {t for t, _ in meas_el}
-               and all(cells[k]["time_ms"] is None for k in cells if k[0] == v)]
-    def short(msg):
-        for key, text in (("no CUDA device", "no CUDA device"), ("not built", "not built"),
-                          ("cannot import torch", "torch not importable"),
-                          ("predicted", "over the time budget"), ("refused", "REFUSED")):
-            if key in msg:
-                return text
-        return msg[:40]
-    groups = {}
+    skipped = [v for v in variants + torches
+               if all(cells[k]["time_ms"] is None for k in cells if k[0] == v)]
+    reasons = {}
     for v in skipped:
-        groups.setdefault(short(not_timed.get(v, "not timed")), []).append(v)
-    note = "; ".join("%s (%s)" % (", ".join(vs), why) for why, vs in groups.items())
+        code = not_timed.get(v) or next((cells[k]["skip_reason"] for k in cells if k[0] == v), "")
+        reasons.setdefault(skip_text(code), []).append(v)
+    note = "; ".join("%s (%s)" % (", ".join(vs), why) for why, vs in reasons.items())
     meta.insert(0, "machine = %s" % quote(machine))
     meta.insert(1, "run_date = %s" % quote(date))
     meta.insert(2, "not_timed = %s" % quote(("not timed: " + note) if note else ""))
@@ -360,72 +512,104 @@ def main():
                 % os.path.basename(a.bench))
         f.write("\n".join(meta) + "\n")
 
-    # ---- the README table: RetinaNet batch 8 ----
-    def at_b8(v):
-        return cells.get((v, BATCH8, 1000, 1.0, "mid"))
-    naive_b8 = at_b8("naive")
-    torch_b8 = at_b8(torches[0]) if torches else None
-    fl8 = floor.get(BATCH8)
-    fl8_gpu = floor_gpu.get(BATCH8)
+    # ---- the README table: sweep.json "table" (RetinaNet batch 8), every thread count ----
+    def rows_at(v, dist=t_dist):
+        g = (v, t_loss, t_el, t_ppm, t_delta, dist)
+        return [groups[g][th] for th in sorted(groups.get(g, {}), key=lambda x: x or 0)]
+
+    def t_of(k):
+        return cells[k]["time_ms"] if k and cells[k]["time_ms"] is not None else None
+
+    naive_k = view(("naive", t_loss, t_el, t_ppm, t_delta, t_dist))
+    torch_k = view((torches[0], t_loss, t_el, t_ppm, t_delta, t_dist)) if torches else None
     desc = {k.split(":", 1)[1]: val for k, val in ctx.items() if k.startswith("variant:")}
     for t in torches:
         desc[t] = "CPU | PyTorch %s | O(P*M) | the published algorithm as a PyTorch loop over " \
-                  "positives (bench/torch_baseline.py, %s thread(s))" % (
-                      torch_ctx.get("torch", "?"), torch_ctx.get("torch_threads", "?")) \
+                  "positives (bench/torch_baseline.py)" % torch_ctx.get("torch", "?") \
             if t == "torch_cpu" else "GPU | PyTorch %s | O(P*M) | the same loop on %s" % (
                 torch_ctx.get("torch", "?"), torch_ctx.get("gpu", "CUDA"))
 
-    def t_of(c):
-        return c["time_ms"] if c and c["time_ms"] is not None else None
+    def stat_of(name, el, th):
+        c = cells.get((name, None, el, None, None, None, th), {})
+        return "fastest run" if c.get("stat") == "min" else "median"
 
-    # GPU rows: a sentence on how they are timed and their floor, only where GPU data exists.
-    gpu_timed = fl8_gpu or any(on_gpu(v) and t_of(at_b8(v)) for v in variants)
+    fl_gpu = floor_gpu.get(t_el)
+    gpu_timed = fl_gpu or any(on_gpu(v) and any(t_of(k) for k in rows_at(v)) for v in variants)
     gpu_note = (" GPU rows: device-resident (inputs already on the GPU, kernels only), CUDA-event "
                 "time; their fraction is against the device memory floor (the same pass as one "
-                "kernel on the GPU; %s): %s ms." % (
-                    "fastest run" if cells.get(("floor_gpu", BATCH8, None, None, None), {})
-                    .get("stat") == "min" else "median", "%.3g" % fl8_gpu if fl8_gpu else "n/a")
+                "kernel on the GPU; %s): %s ms; focal loss runs on the CPU, so no x focal." % (
+                    stat_of("floor_gpu", t_el, None), "%.3g" % fl_gpu if fl_gpu else "n/a")
                 if gpu_timed else "")
+    base_ths = sorted({th for (el, th) in floor if el == t_el})
     pos8 = next((int(c["positives"]) for k, c in cells.items()
-                 if k[1] == BATCH8 and c.get("positives") is not None), None)
+                 if k[2] == t_el and k[5] == t_dist and c.get("positives") is not None), None)
     lines = [
-        "Measured on %s, %s, git %s, from `results/%s`: RetinaNet batch 8 = 8 x 32736 anchors "
-        "x 80 classes = %d elements, %s positives, delta 1, `mid` scores, median of %s runs. "
-        "Memory floor (read logits and targets, write the gradient once; %s): %s ms. "
-        "Fraction of memory floor = floor time / variant time (1 = memory-bound).%s%s"
-        % (machine, date, ctx.get("git_revision", "?"), os.path.basename(a.bench), BATCH8,
-           pos8 if pos8 is not None else "?",
-           max([c["reps"] for c in cells.values()] or [1]),
-           "fastest run" if cells.get(("floor", BATCH8, None, None, None), {}).get("stat") == "min"
-           else "median", "%.1f" % fl8 if fl8 else "n/a", gpu_note,
+        "Measured on %s, %s, git %s, from `results/%s`: %s = %d elements, %s "
+        "positives, delta %g, `%s` scores, loss %s, median of %s runs. Memory floor (read logits "
+        "and targets, write the gradient once; %s), by threads: %s ms. Sigmoid focal loss "
+        "(alpha 0.25, gamma 2, forward + gradient in one pass), by threads: %s ms. Fraction of "
+        "memory floor = floor time / variant time at the same thread count (1 = memory-bound); "
+        "x focal = variant time / focal-loss time at the same thread count (the price of "
+        "training on the ranking loss instead). \"all\" cores here = %d thread(s).%s%s"
+        % (machine, date, ctx.get("git_revision", "?"), os.path.basename(a.bench),
+           "RetinaNet batch %d" % (t_el // (32736 * classes)) if t_el % (32736 * classes) == 0
+           else "the table's input", t_el,
+           pos8 if pos8 is not None else "?", t_delta, t_dist, t_loss,
+           max([c["reps"] for c in cells.values()] or [1]), stat_of("floor", t_el, t_all),
+           ", ".join("%d: %.1f" % (th, floor[(t_el, th)]) for th in base_ths) or "n/a",
+           ", ".join("%d: %.1f" % (th, focal[(t_el, th)]) for th in base_ths
+                     if (t_el, th) in focal) or "n/a",
+           t_all, gpu_note,
            " Load average when the sweep started: %s (other work on the machine inflates times)."
            % ", ".join("%.2f" % x for x in ctx["load_avg"]) if ctx.get("load_avg") else ""),
         "",
-        "| variant | what it is | time at batch 8 (ms) | speed-up over naive | "
-        "speed-up over PyTorch | fraction of memory floor |",
-        "|---|---|---:|---:|---:|---:|",
+        "| variant | what it is | threads | time (ms) | x focal | fraction of memory floor | "
+        "speed-up over naive | speed-up over PyTorch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for v in variants + torches:
-        c = at_b8(v)
         d = desc.get(v, "").split(" | ")
-        what = "%s (%s, %s)" % (d[3], d[1], d[2]) if len(d) == 4 else desc.get(v, "")
-        t = t_of(c)
-        if t is None:
-            why = c["message"] if c else "not run at this size"
-            if c and c["predicted_ms"]:
-                why = "not run: predicted %.0f s > budget" % (c["predicted_ms"] / 1e3)
-            elif why.startswith("skipped: no CUDA device"):
-                why = "skipped: no CUDA device"
-            elif "not built" in why:
-                why = "skipped: not built (no CUDA toolkit at configure time)"
-            lines.append("| %s | %s | %s | | | |" % (v, md(what), md(why)))
+        what = "%s (%s, %s)" % (d[3], d[1], d[2]) if len(d) >= 4 else desc.get(v, "")
+        ks = rows_at(v)
+        if not ks:
+            lines.append("| %s | %s | | not run at this size | | | | |" % (v, md(what)))
             continue
-        sn = t_of(naive_b8) / t if t_of(naive_b8) else None
-        st = t_of(torch_b8) / t if t_of(torch_b8) else None
-        fv8 = fl8_gpu if on_gpu(v) else fl8
-        lines.append("| %s | %s | %.1f | %s | %s | %s |" % (
-            v, md(what), t, "%.1fx" % sn if sn else "n/a", "%.1fx" % st if st else "n/a",
-            "%.3g" % (fv8 / t) if fv8 else "n/a"))
+        for k in ks:
+            c, t = cells[k], t_of(k)
+            th = "GPU" if k[6] is None else "%d" % k[6]
+            if t is None:
+                why = skip_text(c["skip_reason"])
+                if c["predicted_ms"]:
+                    why = "not run: predicted %.0f s > budget" % (c["predicted_ms"] / 1e3)
+                lines.append("| %s | %s | %s | %s | | | | |" % (v, md(what), th, md(why)))
+                continue
+            sn, st = ratio(t_of(naive_k), t), ratio(t_of(torch_k), t)
+            xf, fr = ratio(t, focal_of(k)), ratio(floor_of(k), t)
+            lines.append("| %s | %s | %s | %.1f | %s | %s | %s | %s |" % (
+                v, md(what), th, t, "%.1fx" % xf if xf else "n/a", "%.3g" % fr if fr else "n/a",
+                "%.1fx" % sn if sn else "n/a", "%.1fx" % st if st else "n/a"))
+    # Per score distribution (the thread slice's dists), each variant at all cores.
+    t_dists = tsl.get("dist", [])
+    if len(t_dists) > 1:
+        lines += ["", "Per score distribution at the same size, all cores (%d thread(s); "
+                  "one-thread variants at 1): time in ms (time / floor time, x focal)." % t_all, "",
+                  "| variant | threads | " + " | ".join(t_dists) + " |",
+                  "|---|---:|" + "---:|" * len(t_dists)]
+        for v in variants + torches:
+            ks = [view((v, t_loss, t_el, t_ppm, t_delta, d)) for d in t_dists]
+            if not any(t_of(k) for k in ks):
+                continue
+            th = next(("GPU" if k[6] is None else "%d" % k[6] for k in ks if k), "")
+            parts = []
+            for k in ks:
+                t = t_of(k)
+                if t is None:
+                    parts.append(md(skip_text(cells[k]["skip_reason"])) if k else "")
+                    continue
+                fl, fo = floor_of(k), focal_of(k)
+                parts.append("%.1f (%s floor, %s focal)" % (t, times_fmt(t / fl) if fl else "n/a",
+                                                            times_fmt(t / fo) if fo else "n/a"))
+            lines.append("| %s | %s | %s |" % (v, th, " | ".join(parts)))
     table = "\n".join(lines) + "\n"
     with open(os.path.join(a.results, "table.md"), "w") as f:
         f.write(table)

@@ -2,19 +2,28 @@
 # bench/run.sh: the main benchmark command. Installs what is missing (Debian/Ubuntu, apt), builds
 # Release into build/, runs the sweep with Google Benchmark (aploss_bench) and the PyTorch
 # baseline, stores the JSON under results/ and regenerates the tables and plots (plots/make.sh).
-#   bench/run.sh           default sweep: up to 8 RetinaNet images (about 10 minutes on 2 cores)
-#   bench/run.sh --full    adds 16 images, 1e8 elements and pos rate 0.5; larger time budgets
+# The sweep (slices, thread counts, losses, budgets, repetitions) is bench/sweep.json.
+#   bench/run.sh                 the default mode: up to 8 RetinaNet images, 1/2/all threads
+#                                (about 10-13 minutes on 2 cores)
+#   bench/run.sh --full          the full mode: adds 16 images, 1e8 elements, pos rate 0.5
+#   bench/run.sh --sweep MODE    any mode of the sweep file; --sweep-file F another declaration
 # Environment: APL_BUILD_DIR (default build) where to build;
-#              APL_BENCH_REPS (default 3) repetitions per cell, median reported;
-#              APL_BENCH_MIN_TIME (default 0.2) seconds per repetition at least.
+#              APL_BENCH_REPS / APL_BENCH_MIN_TIME override the mode's repetitions / min_time_s;
+#              APL_RESULTS (default results), APL_PLOTS_OUT (default plots), APL_README (default
+#              README.md): where the JSON, the tables, the plots and the table go (a smoke run
+#              can point them elsewhere).
 set -euo pipefail
-full=0
-for arg in "$@"; do
-    case "$arg" in
-        --full) full=1 ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "bench/run.sh: unknown argument '$arg' (use --full or --help)" >&2; exit 2 ;;
+mode=default
+sweep_file=bench/sweep.json
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --full) mode=full ;;
+        --sweep) mode="${2:?--sweep needs a mode}"; shift ;;
+        --sweep-file) sweep_file="${2:?--sweep-file needs a file}"; shift ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench/run.sh: unknown argument '$1' (use --full, --sweep MODE, --sweep-file F or --help)" >&2; exit 2 ;;
     esac
+    shift
 done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -60,22 +69,25 @@ slug() { tr 'A-Z' 'a-z' | sed -E 's/\((r|tm)\)//g; s/[^a-z0-9]+/-/g; s/^-+|-+$//
 machine="cpu-$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | slug)"
 gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 | slug || true)"
 [ -z "$gpu" ] || machine="$machine-gpu-$gpu"
-stem="results/$machine-$(date +%Y%m%d)"
-sweep=default
-[ $full -eq 0 ] || { stem="$stem-full"; sweep=full; }
-mkdir -p results
-say "running the $sweep sweep -> $stem.json"
-"$build/aploss_bench" --apl_sweep=$sweep --benchmark_repetitions="${APL_BENCH_REPS:-3}" \
-    --benchmark_report_aggregates_only=true --benchmark_min_time="${APL_BENCH_MIN_TIME:-0.2}" \
+results="${APL_RESULTS:-results}"
+stem="$results/$machine-$(date +%Y%m%d)"
+[ "$mode" = default ] || stem="$stem-$mode"
+mkdir -p "$results"
+say "running the $mode sweep of $sweep_file -> $stem.json"
+overrides=()
+[ -z "${APL_BENCH_REPS:-}" ] || overrides+=(--benchmark_repetitions="$APL_BENCH_REPS")
+[ -z "${APL_BENCH_MIN_TIME:-}" ] || overrides+=(--benchmark_min_time="$APL_BENCH_MIN_TIME")
+"$build/aploss_bench" --apl_sweep="$mode" --apl_sweep_file="$sweep_file" \
+    --benchmark_report_aggregates_only=true ${overrides[@]+"${overrides[@]}"} \
     --benchmark_out="$stem.json.tmp" --benchmark_out_format=json
 mv "$stem.json.tmp" "$stem.json"
 
 # ---- 4. the PyTorch baseline on the same inputs (skips visibly without torch) ----
 say "PyTorch baseline -> $stem-torch.json"
 "$py" bench/torch_baseline.py --cli "$build/aploss" --out "$stem-torch.json" \
-    $([ $full -eq 0 ] || echo --full)
+    --sweep "$mode" --sweep-file "$sweep_file"
 
 # ---- 5. tables and plots from the stored JSON ----
 say "tables and plots"
-plots/make.sh --bench "$stem.json"
-say "done: $stem.json, $stem-torch.json, results/table.md, plots/*.png"
+APL_RESULTS="$results" plots/make.sh --bench "$stem.json"
+say "done: $stem.json, $stem-torch.json, $results/table.md, ${APL_PLOTS_OUT:-plots}/*.png"

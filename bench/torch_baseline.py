@@ -2,17 +2,22 @@
 """torch_baseline.py: the PyTorch baseline, timed on the benchmark's own inputs.
 
 The published AP-Loss algorithm as a PyTorch loop over the positives, written from the SPEC
-(../../shared/SPEC.md): batch ranking over all elements, pruning of negatives below
+(docs/SPEC.md): batch ranking over all elements, pruning of negatives below
 min positive - delta, positives visited in ascending order of logit carrying max_prec and the
 factor. Inputs come from `aploss gen` (the one generator, seed 12345), our loss and gradient
 from `aploss run --variant sorted`; the baseline's loss and gradient are compared with ours
 (the SPEC tolerance is 1e-6; float32 torch may be about that far off) and the differences are
 recorded. Timings go to a Google Benchmark-like JSON (`benchmarks`: name, real_time, time_unit)
-with the bench binary's names: BM_loss/torch_cpu/elements:M/pos_ppm:R/delta:D/dist:X.
+with the bench binary's names: BM_loss/torch_cpu/ap/elements:M/pos_ppm:R/delta:D/dist:X/threads:T
+(T = torch.get_num_threads()). The cells, generator settings and budgets come from
+bench/sweep.json (bench/sweep.py), the one declaration of the sweep: every cell of the mode
+that asks for the loss "ap" (the baseline implements AP-Loss only). A cell not timed carries
+the label "skip_reason=<code>" (no_torch, over_budget; predicted_s=...), as aploss_bench's do.
 
 Run with Debian's python (/usr/bin/python3, python3-torch and python3-numpy from apt):
-    /usr/bin/python3 bench/torch_baseline.py --cli build/aploss --out results/X-torch.json [--full]
-Without torch it prints why and writes a JSON whose every cell is an error "skipped: ...".
+    /usr/bin/python3 bench/torch_baseline.py --cli build/aploss --out results/X-torch.json
+                                             [--sweep default|full|tiny]
+Without torch it prints why and writes a JSON whose every cell is skipped (skip_reason=no_torch).
 """
 import argparse
 import datetime
@@ -26,34 +31,12 @@ import sys
 import tempfile
 import time
 
-RETINANET_ANCHORS = 32736
-CLASSES = 80
-SEED = 12345
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sweep as sweepdecl  # noqa: E402  (bench/sweep.py, beside this file)
 
 
-def cells(sweep):
-    """The bench binary's slices (aploss_bench.cc, sweep_cells; see bench/README.md)."""
-    A = RETINANET_ANCHORS
-    sizes = [(1, 13), (1, 128), (1, 1280), (1, 12500), (1, A), (4, A), (8, A)]
-    ppms = [100, 300, 1000, 3000, 10000, 30000, 100000, 300000]
-    if sweep == "full":
-        sizes += [(16, A), (1, 1250000)]
-        ppms += [500000]
-    out = [(b, a, 1000, 1.0, "mid") for b, a in sizes]
-    out += [(1, A, p, 1.0, "mid") for p in ppms]
-    out += [(1, A, 1000, d, dist) for dist in ("early", "mid", "late")
-            for d in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)]
-    seen, uniq = set(), []
-    for c in out:
-        if c not in seen:
-            seen.add(c)
-            uniq.append(c)
-    return uniq
-
-
-def bench_name(variant, elements, ppm, delta, dist):
-    return "BM_loss/%s/elements:%d/pos_ppm:%d/delta:%g/dist:%s" % (variant, elements, ppm, delta,
-                                                                    dist)
+def bench_name(variant, cell, threads):
+    return "BM_loss/%s/ap/%s/threads:%d" % (variant, sweepdecl.cell_suffix(cell), threads)
 
 
 def cpu_model():
@@ -113,17 +96,29 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cli", default="build/aploss", help="the aploss command (default build/aploss)")
     ap.add_argument("--out", required=True, help="JSON file to write")
-    ap.add_argument("--full", action="store_true", help="the full sweep (adds 16 images, 1e8, pos_ppm 500000)")
-    ap.add_argument("--reps", type=int, default=3, help="timed calls per cell, median reported")
-    ap.add_argument("--rep-budget-s", type=float, default=15.0,
-                    help="stop repeating a cell once its calls took this long (default 15)")
+    ap.add_argument("--sweep", default="default", help="the mode of bench/sweep.json (default default)")
+    ap.add_argument("--sweep-file", default=sweepdecl.DEFAULT_PATH, help="the sweep declaration")
+    ap.add_argument("--full", action="store_true", help="same as --sweep full")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="timed calls per cell, median reported (default: the mode's torch_reps)")
+    ap.add_argument("--rep-budget-s", type=float, default=None,
+                    help="stop repeating a cell once its calls took this long (default: the "
+                         "mode's torch_rep_budget_s)")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="skip a cell predicted to take longer per call (default 60, full 300)")
+                    help="skip a cell predicted to take longer per call (default: the mode's "
+                         "torch_budget_s)")
     ap.add_argument("--ours", default="sorted", help="our variant to compare against (default sorted)")
     ap.add_argument("--filter", default="", help="only cells whose name contains this")
     a = ap.parse_args()
-    sweep = "full" if a.full else "default"
-    budget = a.budget_s if a.budget_s is not None else (300.0 if a.full else 60.0)
+    sweep = "full" if a.full else a.sweep
+    sw = sweepdecl.load(a.sweep_file)
+    m = sweepdecl.mode(sw, sweep)
+    budget = a.budget_s if a.budget_s is not None else float(m["torch_budget_s"])
+    reps = a.reps if a.reps is not None else int(m["torch_reps"])
+    rep_budget = a.rep_budget_s if a.rep_budget_s is not None else float(m["torch_rep_budget_s"])
+    gen = sw["generator"]
+    with open(a.sweep_file) as f:
+        sweep_text = f.read()
 
     context = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -132,13 +127,15 @@ def main():
         "num_cpus": os.cpu_count(),
         "executable": "bench/torch_baseline.py",
         "python": sys.version.split()[0],
-        "seed": str(SEED),
+        "seed": str(gen["seed"]),
         "sweep": sweep,
+        "sweep_file": a.sweep_file,
+        "sweep_json": sweep_text,
         "budget_s": "%g" % budget,
         "timed": "the whole loss + gradient call on tensors already in memory (device sync included)",
     }
-    todo = [c for c in cells(sweep)
-            if a.filter in bench_name("torch_cpu", c[0] * c[1] * CLASSES, c[2], c[3], c[4])]
+    todo = [c for c in sweepdecl.cells(sw, sweep)
+            if "ap" in c["losses"] and a.filter in bench_name("torch_cpu", c, 1)]
     results = []
 
     def write():
@@ -154,11 +151,12 @@ def main():
     except Exception as e:  # ImportError, or a broken install
         msg = "skipped: cannot import torch/numpy with %s: %s" % (sys.executable, e)
         print("torch_baseline: " + msg, file=sys.stderr)
-        for b, an, ppm, delta, dist in todo:
-            name = bench_name("torch_cpu", b * an * CLASSES, ppm, delta, dist)
+        for c in todo:
+            name = bench_name("torch_cpu", c, 1)
             results.append({"name": name, "run_name": name, "run_type": "iteration",
                             "error_occurred": True, "error_message": msg, "iterations": 0,
-                            "real_time": 0, "cpu_time": 0, "time_unit": "ms"})
+                            "real_time": 0, "cpu_time": 0, "time_unit": "ms",
+                            "label": "skip_reason=no_torch"})
         write()
         return 0
 
@@ -173,11 +171,13 @@ def main():
     sec_per_op = {}  # per device: seconds per positive * valid negative, from the last cell
     with tempfile.TemporaryDirectory(prefix="aploss-torch-") as tmp:
         L, T, G = (os.path.join(tmp, f) for f in ("logits.npy", "targets.npy", "grad.npy"))
-        for b, an, ppm, delta, dist in todo:
-            elements = b * an * CLASSES
-            run_cli([a.cli, "gen", "--logits", L, "--targets", T, "--batch", str(b), "--anchors",
-                     str(an), "--classes", str(CLASSES), "--pos-rate", "%.17g" % (ppm * 1e-6),
-                     "--dist", dist, "--seed", str(SEED)])
+        for c in todo:
+            elements, delta = c["elements"], c["delta"]
+            run_cli([a.cli, "gen", "--logits", L, "--targets", T, "--batch", str(c["batch"]),
+                     "--anchors", str(c["anchors"]), "--classes", str(gen["classes"]),
+                     "--pos-rate", "%.17g" % (c["pos_ppm"] * 1e-6),
+                     "--ignore-rate", "%.17g" % gen["ignore_rate"],
+                     "--dist", c["dist"], "--seed", str(gen["seed"])])
             ours = json.loads(run_cli([a.cli, "run", "--variant", a.ours, "--logits", L,
                                        "--targets", T, "--delta", "%.17g" % delta,
                                        "--grad-out", G]))
@@ -186,7 +186,7 @@ def main():
             g_ours = np.load(G).reshape(-1).astype(np.float64)
             P, V = ours["positives"], ours["valid_negatives"]
             for vname, dev in devices:
-                name = bench_name(vname, elements, ppm, delta, dist)
+                name = bench_name(vname, c, torch.get_num_threads())
                 entry = {"name": name, "run_name": name, "run_type": "aggregate",
                          "aggregate_name": "median", "time_unit": "ms",
                          "positives": P, "valid_negatives": V}
@@ -195,7 +195,8 @@ def main():
                 if predicted > budget:
                     entry.update(error_occurred=True, iterations=0, real_time=0, cpu_time=0,
                                  error_message="skipped: predicted %.3g s per call > budget %g s "
-                                 "(P = %d, V = %d)" % (predicted, budget, P, V))
+                                 "(P = %d, V = %d)" % (predicted, budget, P, V),
+                                 label="skip_reason=over_budget; predicted_s=%.6g" % predicted)
                     results.append(entry)
                     print("%s: %s" % (name, entry["error_message"]), file=sys.stderr)
                     write()
@@ -209,13 +210,13 @@ def main():
                         pass
                 times, cpu_times = [], []
                 with torch.no_grad():
-                    for rep in range(a.reps):
+                    for rep in range(reps):
                         sync()
                         t0, c0 = time.perf_counter(), time.process_time()
                         loss, grad = ap_loss_torch(torch, s, t, delta, sync)
                         times.append(time.perf_counter() - t0)
                         cpu_times.append(time.process_time() - c0)
-                        if sum(times) > a.rep_budget_s:
+                        if sum(times) > rep_budget:
                             break  # slow cells: fewer calls, recorded in "repetitions"
                 med = statistics.median(times)
                 if ops > 1e6:
