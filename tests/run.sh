@@ -4,7 +4,9 @@
 # CUDA device is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash .ci/deps.sh cmake make gcc g++ libbenchmark-dev python3
+bash .ci/deps.sh cmake make gcc g++ libbenchmark-dev python3 pkgconf # pkgconf: the install test
+# The Python package's tests (tests/python, CTest python_package) use Debian's torch.
+bash .ci/deps.sh python3-torch python3-numpy python3-pytest
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"

@@ -19,8 +19,9 @@ typedef struct {
     double delta;
 } edge_case;
 
-/* Reference plus every runnable variant on one case; each variant must agree with the reference
- * (SPEC tolerance), report the same counts, and reproduce the reference's exact zeros. */
+/* Reference plus every runnable variant on one case; each variant must pass apl_accept (counts,
+ * SPEC tolerance, zero pattern, loss) and, on these cases, reproduce the reference's exact zeros
+ * in both directions. */
 static void agree(const edge_case *c, double *g64_out, apl_result *ref_out)
 {
     double g64[N_MAX];
@@ -46,11 +47,17 @@ static void agree(const edge_case *c, double *g64_out, apl_result *ref_out)
             continue;
         apl_verdict ag;
         apl_accept_ap(c->s, c->t, c->n, c->delta, grad, &r, g64, &ref, &ag);
-        CHECK(ag.pass, "%s/%s: worst [%zu] %.9g vs %.9g, loss %.12f vs %.12f", c->name, v[i].name,
-              ag.worst_index, (double)grad[ag.worst_index], g64[ag.worst_index], r.loss, ref.loss);
-        CHECK(r.positives == ref.positives && r.valid_negatives == ref.valid_negatives,
-              "%s/%s: counts %zu/%zu vs %zu/%zu", c->name, v[i].name, r.positives,
-              r.valid_negatives, ref.positives, ref.valid_negatives);
+        char why[APL_MSG_LEN];
+        apl_verdict_format(&ag, why, sizeof why);
+        CHECK(ag.pass, "%s/%s: %s", c->name, v[i].name, why);
+        /* A separate, stronger property than apl_accept's zero rule, for these hand-made cases
+         * only: the exact zero pattern in both directions. apl_accept, written for any input,
+         * lets a negative within rounding distance of a window start s_i - delta be non-zero, and
+         * lets a tiny reference entry come back as 0 (the tolerance decides). Here no element sits
+         * near a window start except on purpose, exactly at it or one float below it
+         * ("threshold"), where the SPEC's gradient is exactly 0, and no non-zero entry is tiny: a
+         * variant must decide these boundaries exactly, so a 0 where the reference is non-zero
+         * means an element wrongly pruned, and a non-zero where it is 0 one wrongly counted. */
         for (size_t j = 0; j < c->n; j++)
             CHECK((g64[j] == 0.0) == (grad[j] == 0.0f), "%s/%s: zero pattern at [%zu]: %.9g vs %.9g",
                   c->name, v[i].name, j, (double)grad[j], g64[j]);
