@@ -59,7 +59,7 @@ __global__ void pass1_kernel(pass1_args a)
         float x = a.s[j];
         if (a.t[j] != 0 || !(x >= a.thr))
             continue;
-        uint64_t k = a.ix.find((double)x);
+        uint64_t k = apl_seg_find(&a.ix, (double)x);
         ull q = offset_q((double)x, a.ix.O[k], a.qscale, a.qmax);
         if (SHARED) {
             atomicAdd(&cnt32[k], 1u);
@@ -102,7 +102,7 @@ __global__ void pass2_kernel(pass2_args a)
     for (uint64_t j = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; j < a.n; j += stride) {
         float x = a.s[j], g = 0.0f;
         if (a.t[j] == 0 && x >= a.thr)
-            g = eval_segment(a.ix.O, a.alpha, a.beta, x, a.ix.find((double)x));
+            g = eval_segment(a.ix.O, a.alpha, a.beta, x, apl_seg_find(&a.ix, (double)x));
         a.grad[j] = g;
     }
 }

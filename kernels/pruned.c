@@ -1,5 +1,6 @@
 /* pruned.c: the published algorithm. Negatives below min positive - delta have H = 0 against
- * every positive, so compact the valid ones first, then the O(|P| * |V|) loops over them. */
+ * every positive, so compact the valid ones first, then the O(|P| * |V|) loops over them, on
+ * apl_threads(p->threads) threads (bitwise the same result for any count). */
 #include "cpu_common.h"
 #include "kernels.h"
 #include "alrp.h"
@@ -7,6 +8,7 @@
 APL_VARIANT_FN(apl_pruned)
 {
     const struct apl_alrp_io alrp = {p->aux, out->grad_aux};
-    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 1, out->grad,
+    return apl_quadratic_variant(p->logits, p->targets, p->n, p->delta, 1,
+                                 apl_threads(p->threads), out->grad,
                                  p->loss == APL_LOSS_ALRP ? &alrp : NULL, res, err);
 }

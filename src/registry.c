@@ -18,18 +18,20 @@
 #endif
 
 #define AP APL_LOSS_BIT(APL_LOSS_AP)
+#define ALRP APL_LOSS_BIT(APL_LOSS_ALRP)
 #define PAP APL_LOSS_BIT(APL_LOSS_PAP)
 
 static const apl_variant table[] = {
-    {.name = "naive", .fn = apl_naive, .device = APL_CPU, .losses = AP | PAP, .backend = "C",
+    {.name = "naive", .fn = apl_naive, .device = APL_CPU, .losses = AP | ALRP | PAP, .backend = "C",
      .quadratic = 1,
      .description = "O(|P|*M) loop over every element, no pruning (the published code minus its "
                     "pruning line)"},
-    {.name = "pruned", .fn = apl_pruned, .device = APL_CPU, .losses = AP, .backend = "C",
-     .quadratic = 1,
+    {.name = "pruned", .fn = apl_pruned, .device = APL_CPU, .losses = AP | ALRP, .backend = "C",
+     .quadratic = 1, .threaded = 1,
      .description = "the published algorithm: compact valid negatives (s >= min positive - "
                     "delta), then loop"},
     {.name = "sorted", .fn = apl_sorted, .device = APL_CPU, .losses = AP | PAP, .backend = "C",
+     .threaded = 1,
      .description = "O(M log|P|): sort positives, pass 1 histograms b_i per segment, pass 2 "
                     "evaluates G(x)"},
     {.name = "thrust_sorted_cpu", .fn = THRUST_CPU_FN(apl_thrust_sorted_cpu), .device = APL_CPU,

@@ -112,11 +112,15 @@ static double ramp_sum_exact(const float *restrict x, size_t nx, double lo, doub
 }
 
 apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
-                              double delta, float *gx, double *loss, double *one_minus_prec,
-                              struct apl_alrp_job *alrp, apl_error *err)
+                              double delta, int threads, float *gx, double *loss,
+                              double *one_minus_prec, struct apl_alrp_job *alrp, apl_error *err)
 {
     const int exact = alrp != NULL;
     const double inv2d_exact = 0.5 / delta;
+    /* Threads split the positives (each b_i is one thread's ramp_sum) and then the negatives
+     * (each G(x_j) is one thread's sum): every value is computed whole by one thread in a fixed
+     * order, so the bits do not depend on the thread count. */
+    const int T = threads > 1 && (double)nx * (double)np > 1e6 ? threads : 1;
     const float inv2d = (float)(0.5 / delta);
     double *a = malloc(np * sizeof *a), *b = malloc(np * sizeof *b), *w = malloc(np * sizeof *w);
     float *sp = malloc(np * sizeof *sp);
@@ -129,6 +133,7 @@ apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, siz
         sp[i] = pos[i].s;
         lo[i] = (double)pos[i].s - delta;
     }
+#pragma omp parallel for num_threads(T) schedule(static)
     for (size_t i = 0; i < np; i++) {
         if (exact) {
             a[i] = 0.5 + ramp_sum_exact(sp, np, lo[i], inv2d_exact);
@@ -149,6 +154,7 @@ apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, siz
         return st;
     }
     const double inv_np = 1.0 / (double)np;
+#pragma omp parallel for num_threads(T) schedule(static)
     for (size_t j = 0; j < nx; j++) {
         const float xj = x[j];
         double g = 0.0;
@@ -168,7 +174,7 @@ apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, siz
 }
 
 apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, size_t n,
-                                 double delta, int prune, float *grad,
+                                 double delta, int prune, int threads, float *grad,
                                  const struct apl_alrp_io *alrp, apl_result *res, apl_error *err)
 {
     apl_pos *pos;
@@ -208,7 +214,7 @@ apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, siz
         job = (struct apl_alrp_job){e_sorted, ge_sorted, 0.0};
     }
     if (st == APL_OK)
-        st = apl_quadratic_core(x, nx, pos, np, delta, gx, &res->loss, omp,
+        st = apl_quadratic_core(x, nx, pos, np, delta, threads, gx, &res->loss, omp,
                                 alrp ? &job : NULL, err);
     if (st == APL_OK && alrp) {
         res->loss_loc = job.loss_loc;

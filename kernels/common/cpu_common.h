@@ -41,15 +41,16 @@ struct apl_alrp_io;
  * (all negatives for naive, only the valid ones for pruned). Computes a_i, b_i for every sorted
  * positive, runs the recurrence, writes the positives' gradients and gx[j] = G(x[j]) as float.
  * Float H per term (x - s_i rounds by at most half an ulp of a number below delta inside the
- * window, far inside the tolerance), double accumulation. alrp: NULL for AP-Loss; otherwise
+ * window, far inside the tolerance), double accumulation. `threads` OpenMP threads (1: none);
+ * the result is bitwise the same for any count. alrp: NULL for AP-Loss; otherwise
  * aLRP Loss's middle (alrp.h) replaces the precision recurrence and one_minus_prec receives
  * L_i (the positives' gradients are -L_i/|P| either way). */
 apl_status apl_quadratic_core(const float *x, size_t nx, const apl_pos *pos, size_t np,
-                              double delta, float *gx, double *loss, double *one_minus_prec,
-                              struct apl_alrp_job *alrp, apl_error *err);
+                              double delta, int threads, float *gx, double *loss,
+                              double *one_minus_prec, struct apl_alrp_job *alrp, apl_error *err);
 
 /* naive and pruned in one body: gathers the negatives with s >= thr (thr = -inf: every
  * negative, no pruning), runs apl_quadratic_core over them and scatters the gradient. */
 apl_status apl_quadratic_variant(const float *logits, const int8_t *targets, size_t n,
-                                 double delta, int prune, float *grad,
+                                 double delta, int prune, int threads, float *grad,
                                  const struct apl_alrp_io *alrp, apl_result *res, apl_error *err);

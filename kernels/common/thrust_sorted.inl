@@ -7,9 +7,9 @@
  *   cuda_warp.cu            the positives, the valid negatives and the precision recurrence.
  *
  * The math is sorted.c's: the sorted positives' ramp ends s_i -+ delta, merged, cut the logit
- * axis into segments [O_k, O_k+1) (a lookup table over a uniform grid finds them, exactly as
- * sorted.c's find_segment); per segment a histogram of counts and offsets x - O_k gives every
- * a_i and b_i as window sums; the recurrence gives w_i; G(x) = alpha_k + beta_k (x - O_k) per
+ * axis into segments [O_k, O_k+1) (found by the one segment index, segment_index.h, which the
+ * CPU's sorted phases use too); per segment a histogram of counts and offsets x - O_k gives
+ * every a_i and b_i as window sums; the recurrence gives w_i; G(x) = alpha_k + beta_k (x - O_k) per
  * segment; pass 2 evaluates G at every valid negative.
  *
  * What differs is that every sum whose terms arrive in a data-dependent order is an integer
@@ -39,6 +39,7 @@
 #define APL_THRUST_SORTED_INL
 
 #include "cuda_common.h"
+#include "segment_index.h"
 
 #include <thrust/binary_search.h>
 #include <thrust/copy.h>
@@ -124,19 +125,6 @@ inline int offset_bits(size_t n)
 
 /* ---- searches ---- */
 
-APL_HD inline uint64_t upper_bound_d(const double *O, uint64_t S, double x) /* first O[m] > x */
-{
-    uint64_t l = 0, r = S;
-    while (l < r) {
-        uint64_t m = l + (r - l) / 2;
-        if (O[m] <= x)
-            l = m + 1;
-        else
-            r = m;
-    }
-    return l;
-}
-
 APL_HD inline uint64_t upper_bound_u32(const uint32_t *v, uint64_t len, uint64_t k) /* first v > k */
 {
     uint64_t l = 0, r = len;
@@ -150,41 +138,9 @@ APL_HD inline uint64_t upper_bound_u32(const uint32_t *v, uint64_t len, uint64_t
     return l;
 }
 
-/* sorted.c's seg_index and find_segment, on raw pointers so a kernel can take it by value. */
-struct seg_index {
-    const double *O; /* breakpoints, ascending, S of them */
-    uint64_t S;
-    double base, inv_cell;
-    uint64_t cells;
-    const uint32_t *lo, *hi; /* segments holding the first and the last point of each cell */
-
-    /* k with O[k] <= x < O[k+1] (k = S-1 past the last). Requires x >= O[0]. */
-    APL_HD uint64_t find(double x) const
-    {
-        double c = (x - base) * inv_cell;
-        if (!(c < (double)cells))
-            c = (double)(cells - 1);
-        uint64_t cell = (uint64_t)c;
-        uint64_t k = lo[cell], h = hi[cell];
-        if (h - k > 8) { /* dense cell: binary search for the last O[m] <= x in [k, h] */
-            uint64_t l = k, r = h + 1;
-            while (r - l > 1) {
-                uint64_t m = l + (r - l) / 2;
-                if (O[m] <= x)
-                    l = m;
-                else
-                    r = m;
-            }
-            k = l;
-        }
-        /* The cell's bounds were rounded: step to the exact segment (usually zero steps). */
-        while (k + 1 < S && O[k + 1] <= x)
-            k++;
-        while (k > 0 && O[k] > x)
-            k--;
-        return k;
-    }
-};
+/* The one segment index (segment_index.h), shared with the CPU's sorted phases: plain data on
+ * raw pointers, so a kernel can take it by value; apl_seg_find runs on host and device. */
+typedef apl_seg_index seg_index;
 
 /* Pass 2's value for a valid negative x in segment k, sorted.c's expression. */
 APL_HD inline float eval_segment(const double *O, const double *alpha, const double *beta,
@@ -218,23 +174,20 @@ struct position_of {
     APL_HD uint64_t operator()(double o) const { return wrap_u64((o - O0) * scale); }
 };
 
-struct lut_bound { /* sorted.c's seg_index_init, one cell per call */
+struct lut_bound { /* segment_index.h's table, one cell per call */
     const double *O;
     uint64_t S;
     double base, width;
     bool upper;
     APL_HD uint32_t operator()(uint64_t c) const
     {
-        if (!upper)
-            return (uint32_t)(upper_bound_d(O, S, base + (double)c * width) - 1);
-        uint64_t h = upper_bound_d(O, S, base + (double)(c + 1) * width);
-        return (uint32_t)(h ? h - 1 : 0);
+        return upper ? apl_seg_cell_hi(O, S, base, width, c) : apl_seg_cell_lo(O, S, base, width, c);
     }
 };
 
 struct find_seg {
     seg_index ix;
-    APL_HD uint32_t operator()(float x) const { return (uint32_t)ix.find((double)x); }
+    APL_HD uint32_t operator()(float x) const { return (uint32_t)apl_seg_find(&ix, (double)x); }
 };
 
 struct bin_offset {
@@ -418,17 +371,16 @@ inline void build_segments(const positives &p, double delta, size_t n, segments 
     sg.qscale = ldexp(inv2d, sg.qbits);
     sg.qmax = ldexp(1.0, sg.qbits);
 
-    /* About 4 cells per segment, as sorted.c: most cells then hold at most one breakpoint. */
-    const uint64_t cells = 4 * S < 64 ? 64 : 4 * S;
-    const double width = (Olast - O0) / (double)cells;
+    /* The lookup table of segment_index.h (the same cells per segment as the CPU's). */
+    const uint64_t cells = apl_seg_cells(S);
+    const double width = apl_seg_cell_width(O0, Olast, cells);
     sg.lut_lo.resize(cells);
     sg.lut_hi.resize(cells);
     thrust::transform(count_it(0), count_it(cells), sg.lut_lo.begin(),
                       lut_bound{raw(sg.O), S, O0, width, false});
     thrust::transform(count_it(0), count_it(cells), sg.lut_hi.begin(),
                       lut_bound{raw(sg.O), S, O0, width, true});
-    sg.ix = seg_index{raw(sg.O), S, O0, (double)cells / (Olast - O0), cells, raw(sg.lut_lo),
-                      raw(sg.lut_hi)};
+    sg.ix = apl_seg_index_make(raw(sg.O), S, O0, Olast, raw(sg.lut_lo), raw(sg.lut_hi));
 }
 
 /* Histogram (cnt_k, off_k) of values sorted ascending, and each value's segment in k. The keys
