@@ -1,0 +1,12 @@
+"""aploss: Python bindings of libaploss, the exact AP-Loss core (see README.md, "PyTorch").
+
+    PYTHONPATH=python /usr/bin/python3 -c "import aploss.torch"
+
+aploss.torch      ap_loss, ap_loss_with_grad: the loss for PyTorch training (CPU and CUDA).
+aploss.published  ap_loss_published: the project's PyTorch transcription of the published
+                  AP_loss loop (the baseline the library is compared and timed against).
+
+The shared library is build/libaploss.so under the repository root, or the file named by the
+environment variable APLOSS_LIBRARY; importing aploss.torch without either raises an
+ImportError that says how to build it. Importing this package alone loads nothing.
+"""
