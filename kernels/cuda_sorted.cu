@@ -20,6 +20,9 @@
  */
 #include "thrust_sorted.inl"
 
+#include <functional>
+#include <mutex>
+
 namespace {
 
 struct pass1_args {
@@ -33,24 +36,41 @@ struct pass1_args {
     ull *nv;        /* valid negatives */
 };
 
-/* SHARED: bins privatised per block in dynamic shared memory (off as ull[S], then cnt as
- * unsigned[S]; a block sees fewer than 2^32 elements, see the launch). Otherwise straight to
- * the global bins. A few segments can take 10-25% of all negatives: privatising turns those
- * hot global atomics into shared-memory ones. */
+/* SHARED: bins privatised per block in dynamic shared memory, three 32-bit words per segment:
+ * the count, and the offset sum as a low and a high word (see shared_add). A block sees fewer
+ * than 2^32 elements (see grid_for) and its offset sum is below n 2^Fq < 2^62, so neither the
+ * count nor the high word can overflow. Otherwise straight to the global bins. A few segments
+ * can take 10-25% of all negatives: privatising turns those hot global atomics into
+ * shared-memory ones, and 32-bit words keep them native (a 64-bit add on shared memory compiles
+ * to a compare-and-swap loop, which serialises the lanes that hit one segment). */
+struct smem_bins {
+    unsigned *cnt, *lo, *hi;
+};
+
+/* off += q on a (lo, hi) pair of 32-bit words, exactly: add the low half, and the high half plus
+ * the carry out of the low word (old + add wrapped iff the sum is below old). Integer additions,
+ * so the total is the same in any order. */
+__device__ inline void shared_add(unsigned *lo, unsigned *hi, ull q)
+{
+    const unsigned ql = (unsigned)q;
+    unsigned qh = (unsigned)(q >> 32);
+    if (ql) {
+        const unsigned old = atomicAdd(lo, ql);
+        qh += (unsigned)(old + ql < old);
+    }
+    if (qh)
+        atomicAdd(hi, qh);
+}
+
 template <bool SHARED>
 __global__ void pass1_kernel(pass1_args a)
 {
-    extern __shared__ ull smem[];
+    extern __shared__ unsigned smem[];
     const uint64_t S = a.ix.S;
-    ull *off = a.off;
-    unsigned *cnt32 = nullptr;
+    smem_bins sb = {smem, smem + S, smem + 2 * S};
     if (SHARED) {
-        off = smem;
-        cnt32 = (unsigned *)(smem + S);
-        for (uint64_t k = threadIdx.x; k < S; k += blockDim.x) {
-            off[k] = 0;
-            cnt32[k] = 0;
-        }
+        for (uint64_t k = threadIdx.x; k < 3 * S; k += blockDim.x)
+            smem[k] = 0;
         __syncthreads();
     }
     ull nv = 0;
@@ -62,8 +82,8 @@ __global__ void pass1_kernel(pass1_args a)
         uint64_t k = apl_seg_find(&a.ix, (double)x);
         ull q = offset_q((double)x, a.ix.O[k], a.qscale, a.qmax);
         if (SHARED) {
-            atomicAdd(&cnt32[k], 1u);
-            atomicAdd(&off[k], q);
+            atomicAdd(&sb.cnt[k], 1u);
+            shared_add(&sb.lo[k], &sb.hi[k], q);
         } else {
             atomicAdd(&a.cnt[k], 1ull);
             atomicAdd(&a.off[k], q);
@@ -78,9 +98,9 @@ __global__ void pass1_kernel(pass1_args a)
     if (SHARED) {
         __syncthreads();
         for (uint64_t k = threadIdx.x; k < S; k += blockDim.x)
-            if (cnt32[k]) {
-                atomicAdd(&a.cnt[k], (ull)cnt32[k]);
-                atomicAdd(&a.off[k], off[k]);
+            if (sb.cnt[k]) {
+                atomicAdd(&a.cnt[k], (ull)sb.cnt[k]);
+                atomicAdd(&a.off[k], ((ull)sb.hi[k] << 32) + (ull)sb.lo[k]);
             }
     }
 }
@@ -122,6 +142,52 @@ uint64_t grid_for(uint64_t n, int sms, int per_sm)
     return blocks ? blocks : 1;
 }
 
+const size_t BIN_BYTES = 3 * sizeof(unsigned); /* shared memory per segment (smem_bins) */
+
+/* The shared-memory path's size limit on device dev, in bytes: what the device allows one block
+ * (the opt-in maximum), but no more than leaves room for 2 blocks per SM (each block also has
+ * the reserved per-block shared memory), so one block's barrier never idles a whole SM. Also
+ * raises pass1_kernel<true>'s dynamic shared memory limit to the opt-in maximum, once per device
+ * for the process: setting it per call to that call's size would race between host threads. */
+struct shared_limit {
+    std::once_flag once;
+    cudaError_t error = cudaSuccess;
+    size_t bytes = 0;
+};
+shared_limit shared_limits[64];
+
+void shared_limit_init(int dev, shared_limit &sl)
+{
+    int optin = 0, per_sm = 0, reserved = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(pass1_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 optin);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        sl.error = e;
+        return;
+    }
+    long two = (long)per_sm / 2 - (long)reserved;
+    long cap = two < (long)optin ? two : (long)optin;
+    sl.bytes = cap > 0 ? (size_t)cap : 0;
+}
+
+apl_status shared_bytes(int dev, size_t *bytes, apl_error *err)
+{
+    if (dev < 0 || dev >= 64)
+        return apl_fail(err, APL_ERR_CUDA, "cuda_sorted: device %d beyond the table", dev);
+    shared_limit &sl = shared_limits[dev];
+    std::call_once(sl.once, shared_limit_init, dev, std::ref(sl));
+    CUDA_CHECK(sl.error);
+    *bytes = sl.bytes;
+    return APL_OK;
+}
+
 /* The device core: s, t and grad are device pointers (n elements each). May throw. */
 apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double delta,
                             float *grad, apl_result *res, apl_error *err)
@@ -129,16 +195,20 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
     *res = apl_result{};
     if (n == 0)
         return APL_OK;
-    int dev = 0, sms = 0, smem_optin = 0;
+    const cudaStream_t st = cur_stream();
+    int dev = 0, sms = 0;
+    size_t smem_cap = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    apl_status lim = shared_bytes(dev, &smem_cap, err);
+    if (lim != APL_OK)
+        return lim;
 
     positives p;
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
     if (p.np == 0) {
-        CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
+        CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, st));
         return device_sync(err);
     }
     if (p.np > MAX_POSITIVES)
@@ -154,16 +224,14 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
     dvec<uint64_t> cnt_n(S, 0), off_n(S, 0), nv(1, 0);
     pass1_args a1 = {s, t, n, p.thr, sg.ix, sg.qscale, sg.qmax,
                      (ull *)raw(cnt_n), (ull *)raw(off_n), (ull *)raw(nv)};
-    const size_t smem = S * (sizeof(ull) + sizeof(unsigned));
-    if (smem <= (size_t)smem_optin) {
-        CUDA_CHECK(cudaFuncSetAttribute(pass1_kernel<true>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const size_t smem = S * BIN_BYTES;
+    if (smem <= smem_cap) {
         int per_sm = 0;
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pass1_kernel<true>,
                                                                  THREADS, smem));
-        pass1_kernel<true><<<(unsigned)grid_for(n, sms, per_sm), THREADS, smem>>>(a1);
+        pass1_kernel<true><<<(unsigned)grid_for(n, sms, per_sm), THREADS, smem, st>>>(a1);
     } else {
-        pass1_kernel<false><<<(unsigned)grid_for(n, sms, 2048 / THREADS), THREADS>>>(a1);
+        pass1_kernel<false><<<(unsigned)grid_for(n, sms, 2048 / THREADS), THREADS, 0, st>>>(a1);
     }
     CUDA_CHECK(cudaGetLastError());
     dvec<uint32_t> kp;
@@ -177,7 +245,7 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
 
     /* Pass 2: every element of the gradient, then the positives over it. */
     pass2_args a2 = {s, t, n, p.thr, sg.ix, raw(r.alpha), raw(r.beta), grad};
-    pass2_kernel<<<(unsigned)grid_for(n, sms, 2048 / THREADS), THREADS>>>(a2);
+    pass2_kernel<<<(unsigned)grid_for(n, sms, 2048 / THREADS), THREADS, 0, st>>>(a2);
     CUDA_CHECK(cudaGetLastError());
     scatter_positive_grads(p, r, grad);
     return device_sync(err);
@@ -187,6 +255,7 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
 
 APL_VARIANT_FN(apl_cuda_sorted_device)
 {
+    stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
         return cuda_sorted_core(APL_AP_ARGS(p, out), res, err);
     });
@@ -194,7 +263,24 @@ APL_VARIANT_FN(apl_cuda_sorted_device)
 
 APL_VARIANT_FN(apl_cuda_sorted)
 {
+    stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
         return run_from_host(cuda_sorted_core, APL_AP_ARGS(p, out), res, err);
     });
+}
+
+/* The shared-memory histogram's limit in segments on the current device (S = 2|P|; above it
+ * pass 1 takes the global path), for the tests that sit on either side of it; 0 on error. */
+extern "C" size_t apl_cuda_sorted_shared_segments(void)
+{
+    int dev = 0;
+    size_t bytes = 0;
+    apl_error e = {};
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (apl_guarded(&e, "cuda_sorted", [&]() -> apl_status { return shared_bytes(dev, &bytes, &e); }) != APL_OK)
+        return 0;
+    return bytes / BIN_BYTES;
 }

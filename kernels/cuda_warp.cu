@@ -3,9 +3,11 @@
  *
  *   1. gather and sort the positives of the device-resident inputs; compact the valid
  *      negatives (s_j >= the exact float threshold) (Thrust, shared with thrust_sorted.inl)
- *   2. ab_kernel: one warp per positive computes a_i and b_i; the block's warps share tiles of
- *      logits staged in shared memory; H per term in double, double accumulation, butterfly
- *      shuffle reduction (a fixed order: deterministic)
+ *   2. ab_kernel: one warp per positive computes partial a_i and b_i over one chunk of the
+ *      positives and of the valid negatives (the chunks spread the work over every SM); the
+ *      block's warps share tiles of logits staged in shared memory; H per term in double,
+ *      double accumulation, butterfly shuffle reduction; ab_reduce adds the chunks' partials in
+ *      ascending order (fixed orders throughout: deterministic)
  *   3. precision_recurrence (thrust_sorted.inl): 1 - max_prec as a min-scan in ascending score
  *      order, w_i in the SPEC's stable form, loss = mean(1 - prec_i)
  *   4. neg_grad_kernel: one thread per valid negative, looping over the positives (logit and
@@ -34,23 +36,35 @@ __device__ inline double ramp(double d, double inv2d, double two_delta)
 const int AB_WARPS = 16; /* positives per block: each tile is read from memory once per 16 */
 const int AB_TILE = 2048;
 
-/* a_i = 1/2 + sum_k H(s_k - s_i) over the positives, b_i = sum_j H(x_j - s_i) over the valid
- * negatives; warp w of block b handles sorted positive b * AB_WARPS + w. */
+/* Rows [r * m / splits, (r + 1) * m / splits) of an m-element array: split r's chunk. */
+__device__ inline uint64_t chunk_start(uint64_t m, uint64_t r, uint64_t splits)
+{
+    return (uint64_t)(((unsigned __int128)m * r) / splits);
+}
+
+/* Partial a_i and b_i over one chunk of the positives and one of the valid negatives: warp w of
+ * block (x, y) handles sorted positive x * AB_WARPS + w against chunk y of each array and writes
+ * pa[y * np + i] = sum_k H(s_k - s_i), pb[y * np + i] = sum_j H(x_j - s_i) over its chunks.
+ * Splitting the arrays over gridDim.y fills the device when |P| is small (16 positives per
+ * block would give a few dozen blocks at batch 8); ab_reduce adds the partials in a fixed
+ * order, so the result does not depend on scheduling. */
 __global__ void ab_kernel(const float *sp, uint64_t np, const float *xv, uint64_t nv,
-                          double inv2d, double two_delta, double *a, double *b)
+                          double inv2d, double two_delta, double *pa, double *pb)
 {
     __shared__ float tile[AB_TILE];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const uint64_t i = (uint64_t)blockIdx.x * AB_WARPS + warp;
+    const uint64_t split = blockIdx.y, splits = gridDim.y;
     const bool live = i < np; /* dead warps still help load tiles and reach every barrier */
     const double si = live ? (double)sp[i] : 0.0;
     double sums[2];
     for (int pass = 0; pass < 2; pass++) {
         const float *x = pass ? xv : sp;
         const uint64_t m = pass ? nv : np;
+        const uint64_t lo = chunk_start(m, split, splits), hi = chunk_start(m, split + 1, splits);
         double acc = 0.0;
-        for (uint64_t base = 0; base < m; base += AB_TILE) {
-            const uint64_t len = m - base < (uint64_t)AB_TILE ? m - base : (uint64_t)AB_TILE;
+        for (uint64_t base = lo; base < hi; base += AB_TILE) {
+            const uint64_t len = hi - base < (uint64_t)AB_TILE ? hi - base : (uint64_t)AB_TILE;
             __syncthreads(); /* the previous tile is no longer read */
             for (uint64_t q = threadIdx.x; q < len; q += blockDim.x)
                 tile[q] = x[base + q];
@@ -64,9 +78,41 @@ __global__ void ab_kernel(const float *sp, uint64_t np, const float *xv, uint64_
         sums[pass] = acc;
     }
     if (live && lane == 0) {
-        a[i] = 0.5 + sums[0];
-        b[i] = sums[1];
+        pa[split * np + i] = sums[0];
+        pb[split * np + i] = sums[1];
     }
+}
+
+/* a_i = 1/2 + sum over splits of pa, b_i = sum of pb, splits in ascending order. */
+__global__ void ab_reduce(const double *pa, const double *pb, uint64_t np, uint64_t splits,
+                          double *a, double *b)
+{
+    const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= np)
+        return;
+    double sa = 0.0, sb = 0.0;
+    for (uint64_t r = 0; r < splits; r++) {
+        sa += pa[r * np + i];
+        sb += pb[r * np + i];
+    }
+    a[i] = 0.5 + sa;
+    b[i] = sb;
+}
+
+/* How many chunks to split the arrays into: enough blocks for about 4 per SM, each chunk at
+ * least 4 tiles of the larger array (fewer splits are cheaper to reduce), at most 65535 (grid y). */
+uint64_t ab_splits(uint64_t np, uint64_t nv, int sms)
+{
+    const uint64_t pos_blocks = (np + AB_WARPS - 1) / AB_WARPS;
+    const uint64_t want = 4 * (uint64_t)(sms > 0 ? sms : 1);
+    uint64_t splits = (want + pos_blocks - 1) / pos_blocks;
+    const uint64_t m = np > nv ? np : nv;
+    const uint64_t most = (m + 4 * AB_TILE - 1) / (4 * AB_TILE);
+    if (splits > most)
+        splits = most;
+    if (splits > 65535)
+        splits = 65535;
+    return splits ? splits : 1;
 }
 
 const int G_THREADS = 256;
@@ -110,7 +156,7 @@ apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delt
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
     if (p.np == 0) {
-        CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
+        CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, cur_stream()));
         return device_sync(err);
     }
     dvec<uint64_t> vidx;
@@ -119,19 +165,29 @@ apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delt
     res->valid_negatives = nv;
 
     const double inv2d = 1.0 / (2.0 * delta);
-    dvec<double> a(p.np), b(p.np), w;
+    const cudaStream_t st = cur_stream();
+    int dev = 0, sms = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const uint64_t ab_blocks = (p.np + AB_WARPS - 1) / AB_WARPS;
-    ab_kernel<<<(unsigned)ab_blocks, AB_WARPS * 32>>>(raw(p.s), p.np, raw(xv), nv, inv2d,
-                                                      2.0 * delta, raw(a), raw(b));
+    if (ab_blocks > 0x7fffffffu) /* the grid's x limit: 2^35 positives */
+        return apl_fail(err, APL_ERR_ARG, "cuda_warp: %zu positives: too many", p.np);
+    const uint64_t splits = ab_splits(p.np, nv, sms);
+    dvec<double> a(p.np), b(p.np), w, pa(splits * p.np), pb(splits * p.np);
+    ab_kernel<<<dim3((unsigned)ab_blocks, (unsigned)splits), AB_WARPS * 32, 0, st>>>(
+        raw(p.s), p.np, raw(xv), nv, inv2d, 2.0 * delta, raw(pa), raw(pb));
+    CUDA_CHECK(cudaGetLastError());
+    ab_reduce<<<(unsigned)((p.np + 255) / 256), 256, 0, st>>>(raw(pa), raw(pb), p.np, splits,
+                                                             raw(a), raw(b));
     CUDA_CHECK(cudaGetLastError());
     core_result r;
     r.loss = precision_recurrence(a, b, r.om, w);
     res->loss = r.loss;
 
     /* 0 everywhere, then G at the valid negatives and -(1 - prec_i)/|P| at the positives. */
-    CUDA_CHECK(cudaMemset(grad, 0, n * sizeof *grad));
+    CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, st));
     if (nv > 0) {
-        neg_grad_kernel<<<(unsigned)((nv + G_THREADS - 1) / G_THREADS), G_THREADS>>>(
+        neg_grad_kernel<<<(unsigned)((nv + G_THREADS - 1) / G_THREADS), G_THREADS, 0, st>>>(
             raw(xv), raw(vidx), nv, raw(p.s), raw(w), p.np, inv2d, 2.0 * delta,
             1.0 / (double)p.np, grad);
         CUDA_CHECK(cudaGetLastError());
@@ -144,6 +200,7 @@ apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delt
 
 APL_VARIANT_FN(apl_cuda_warp_device)
 {
+    stream_scope on(p->stream);
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
         return cuda_warp_core(APL_AP_ARGS(p, out), res, err);
     });
@@ -151,6 +208,7 @@ APL_VARIANT_FN(apl_cuda_warp_device)
 
 APL_VARIANT_FN(apl_cuda_warp)
 {
+    stream_scope on(p->stream);
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
         return run_from_host(cuda_warp_core, APL_AP_ARGS(p, out), res, err);
     });

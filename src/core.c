@@ -136,6 +136,11 @@ apl_status apl_check_problem(const apl_problem *p, apl_error *err)
     return APL_OK;
 }
 
+#ifndef APL_HAVE_CUDA
+apl_status apl_gpu_release_cache(void) { return APL_OK; } /* no pool without CUDA */
+size_t apl_cuda_sorted_shared_segments(void) { return 0; }
+#endif
+
 int apl_threads(int requested)
 {
     if (requested > 0)

@@ -11,6 +11,7 @@
  * fails where a device node exists is always one. "test_gpu --probe" answers only that. */
 #include "aploss/harness.h"
 #include "check.h"
+#include "kernels.h" /* apl_cuda_sorted_shared_segments */
 
 #include <math.h>
 #include <stdlib.h>
@@ -224,6 +225,70 @@ static int gpu_rows_usable(const apl_variant *v, size_t count)
     return 0;
 }
 
+/* n elements with exactly np positives (every (n / np)-th index), uniform logits in [-4, 4), about
+ * 5% ignored, the rest negatives: a fixed segment count S = 2 np for cuda_sorted. */
+static void exact_positives(const apl_variant *v, size_t count, const char *label, size_t np,
+                            size_t n)
+{
+    float *s = malloc(n * sizeof *s);
+    int8_t *t = malloc(n);
+    CHECK(s && t && np > 0 && np <= n, "cannot build %zu elements with %zu positives", n, np);
+    if (s && t && np > 0 && np <= n) {
+        uint64_t x = 0x9e3779b97f4a7c15ULL;
+        const size_t step = n / np;
+        for (size_t j = 0; j < n; j++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            s[j] = (float)((double)(x >> 40) * 0x1p-24 * 8.0 - 4.0);
+            t[j] = (x >> 20) % 20 == 0 ? -1 : 0;
+        }
+        for (size_t i = 0; i < np; i++)
+            t[i * step] = 1;
+        run_all(v, count, label, s, t, n, 1.0);
+    }
+    free(s), free(t);
+}
+
+/* The code paths a generated input does not reach (issue 13): the exact fallback of the segment
+ * variants (positives spanning more than APL_SEGMENT_MAX_SPAN deltas; |s| above
+ * APL_SEGMENT_MAX_MAGNITUDE deltas), and both sides of cuda_sorted's shared/global histogram
+ * boundary on this device. */
+static void paths(const apl_variant *v, size_t count)
+{
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    g.anchors = 2000, g.classes = 20, g.pos_rate = 0.05, g.seed = APL_DEFAULT_SEED + 99;
+    size_t n;
+    apl_error err = {0};
+    if (apl_gen_count(&g, &n, &err) != APL_OK) {
+        CHECK(0, "generator: %s", err.msg);
+        return;
+    }
+    float *s = malloc(n * sizeof *s);
+    int8_t *t = malloc(n);
+    CHECK(s && t, "cannot allocate %zu elements", n);
+    if (s && t && apl_generate(&g, s, t, &err) == APL_OK) {
+        /* One positive 10000 deltas below the rest: span > 4096 delta. */
+        s[7] = -10000.0f, t[7] = 1;
+        run_all(v, count, "exact fallback (span)", s, t, n, 1.0);
+        /* Every logit shifted to 3e7 (> 2^24 delta): s -+ delta loses the ramp in the segments. */
+        for (size_t j = 0; j < n; j++)
+            s[j] = 3e7f + s[j] * 64.0f;
+        s[7] = 3e7f;
+        run_all(v, count, "exact fallback (magnitude)", s, t, n, 1.0);
+    }
+    free(s), free(t);
+
+    const size_t segs = apl_cuda_sorted_shared_segments();
+    CHECK(segs >= 4, "cuda_sorted's shared-memory limit: %zu segments", segs);
+    if (segs >= 4) {
+        const size_t np = segs / 2; /* S = 2 np: the largest shared-path case, then one more */
+        printf("cuda_sorted: shared-memory histogram up to %zu segments (%zu positives)\n", segs,
+               np);
+        exact_positives(v, count, "boundary: shared path", np, 20 * np);
+        exact_positives(v, count, "boundary: global path", np + 1, 20 * (np + 1));
+    }
+}
+
 int main(int argc, char **argv)
 {
     size_t count;
@@ -234,6 +299,7 @@ int main(int argc, char **argv)
         return usable;
 
     hand_made(v, count);
+    paths(v, count);
 
     apl_gen_params g;
     apl_gen_defaults(&g);

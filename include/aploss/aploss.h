@@ -155,6 +155,12 @@ apl_status apl_check_problem(const apl_problem *p, apl_error *err);
 apl_status apl_run(const apl_variant *v, const apl_problem *p, const apl_output *out,
                    apl_result *res, apl_error *err);
 
+/* GPU variants keep one device-memory pool per device (kernels/common/cuda_common.h): it grows
+ * to the largest working set seen and is not shrunk by the calls, so steady-state calls do not
+ * allocate from the driver. This gives the memory that no call is using back to the driver.
+ * APL_OK (also without CUDA: nothing to do), or APL_ERR_CUDA. */
+apl_status apl_gpu_release_cache(void);
+
 /* ---- Parameterized AP Loss (docs/SPEC_PAP.md) ----
  * The shipped parameter sets, float32, 5 rows of 12 (H2 I2 I3 I1 H1, each x0 y0 .. x5 y5): name
  * "retinanet", "rpn" or "rcnn" (the official configs at 0f36f022). *params points to a constant

@@ -124,9 +124,12 @@ typedef struct apl_gpu_bench apl_gpu_bench;
  * gradient (n elements each) and copies logits and targets once. *out is NULL on failure. */
 apl_status apl_gpu_bench_create(const float *logits, const int8_t *targets, size_t n,
                                 apl_gpu_bench **out, apl_error *err);
-/* Runs v->device_fn on the device buffers between two CUDA events (the kernels, the variant's
- * own temporaries and its synchronisation; no host<->device copy of the arrays) and returns the
- * elapsed event time in *seconds. The gradient stays on the device (apl_gpu_bench_grad). */
+/* Runs v->device_fn on the device buffers (default stream) between two CUDA events and returns
+ * the elapsed event time in *seconds: the whole device_fn call, that is the kernels and Thrust/CUB
+ * calls, the few scalar device-to-host reads the algorithm needs (counts, the lowest positive,
+ * the loss), which wait for the stream, and the pool allocations of its temporaries (after the
+ * first call, no cudaMalloc/cudaFree: see apl_gpu_release_cache); no host<->device copy of the
+ * arrays. The gradient stays on the device (apl_gpu_bench_grad). */
 apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, double delta,
                              apl_result *res, double *seconds, apl_error *err);
 /* The device memory floor: one grid-stride kernel that reads logits and targets once and writes

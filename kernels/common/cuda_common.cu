@@ -14,6 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <functional>
+#include <mutex>
+
 /* A GPU device node (/dev/nvidia0, /dev/nvidia1, ...; /dev/nvidiactl alone is not a GPU) exists:
  * the kernel driver sees a GPU, so a failing CUDA runtime is a fault to report, not a machine
  * without a GPU. */
@@ -64,6 +68,110 @@ apl_status apl_cuda_check(cudaError_t e, apl_error *err, const char *file, int l
     return apl_fail(err, e == cudaErrorMemoryAllocation ? APL_ERR_NOMEM : APL_ERR_CUDA,
                     "%s:%d: %s: %s", base ? base + 1 : file, line, cudaGetErrorName(e),
                     cudaGetErrorString(e));
+}
+
+/* ---- the per-device memory pool (cuda_common.h) ---- */
+
+namespace {
+
+const int MAX_DEVICES = 64;
+struct device_pool {
+    std::once_flag once;
+    /* nullptr: not created, or no pool support (plain cudaMalloc/cudaFree). Atomic: read
+     * without the once_flag by apl_cuda_pool_free and apl_gpu_release_cache. */
+    std::atomic<cudaMemPool_t> pool{nullptr};
+    cudaError_t init_error = cudaSuccess;
+};
+device_pool pools[MAX_DEVICES];
+
+void pool_init(int dev, device_pool &dp)
+{
+    int supported = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, dev);
+    if (e != cudaSuccess || !supported) {
+        (void)cudaGetLastError();
+        dp.init_error = e;
+        return;
+    }
+    cudaMemPoolProps props = {};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = dev;
+    cudaMemPool_t pool = nullptr;
+    e = cudaMemPoolCreate(&pool, &props);
+    if (e == cudaSuccess) {
+        /* Keep what was freed: never give memory back to the driver at a synchronisation. */
+        uint64_t keep = UINT64_MAX;
+        e = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (pool)
+            (void)cudaMemPoolDestroy(pool);
+        dp.init_error = e;
+        return;
+    }
+    dp.pool.store(pool);
+}
+
+/* The current device's pool entry, created once; throws what the creation failed with. */
+device_pool &current_pool()
+{
+    int dev = 0;
+    throw_if_cuda(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= MAX_DEVICES)
+        throw thrust::system_error(cudaErrorInvalidDevice, thrust::cuda_category(),
+                                   "device number beyond the pool table");
+    device_pool &dp = pools[dev];
+    std::call_once(dp.once, pool_init, dev, std::ref(dp));
+    if (dp.init_error != cudaSuccess)
+        throw thrust::system_error(dp.init_error, thrust::cuda_category(), "creating the memory pool");
+    return dp;
+}
+
+} /* namespace */
+
+void *apl_cuda_pool_alloc(size_t bytes, cudaStream_t stream)
+{
+    device_pool &dp = current_pool();
+    void *p = nullptr;
+    cudaMemPool_t pool = dp.pool.load();
+    cudaError_t e = pool ? cudaMallocFromPoolAsync(&p, bytes ? bytes : 1, pool, stream)
+                            : cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        throw std::bad_alloc();
+    }
+    throw_if_cuda(e);
+    return p;
+}
+
+void apl_cuda_pool_free(void *p, cudaStream_t stream) noexcept
+{
+    if (!p)
+        return;
+    int dev = 0;
+    bool pooled = cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < MAX_DEVICES &&
+                  pools[dev].pool.load() != nullptr;
+    /* A pointer from cudaMallocFromPoolAsync may be freed with cudaFreeAsync on any stream. */
+    if ((pooled ? cudaFreeAsync(p, stream) : cudaFree(p)) != cudaSuccess)
+        (void)cudaGetLastError();
+}
+
+extern "C" apl_status apl_gpu_release_cache(void)
+{
+    /* Memory still allocated stays; every freed block whose free has completed goes back. */
+    for (int dev = 0; dev < MAX_DEVICES; dev++) {
+        cudaMemPool_t pool = pools[dev].pool.load();
+        if (!pool)
+            continue;
+        cudaError_t e = cudaMemPoolTrimTo(pool, 0);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return APL_ERR_CUDA;
+        }
+    }
+    return APL_OK;
 }
 
 /* ---- GPU timing ---- */
@@ -198,8 +306,8 @@ extern "C" apl_status apl_gpu_bench_create(const float *logits, const int8_t *ta
         return apl_fail(err, APL_ERR_NOMEM, "apl_gpu_bench_create: %zu elements: size overflows",
                         n);
     apl_error why = {};
-    if (apl_cuda_device_count(&why) <= 0)
-        return apl_fail(err, APL_ERR_NODEVICE, "%s", why.msg);
+    if (apl_cuda_device_count(&why) <= 0) /* NODEVICE, or CUDA: a driver that failed */
+        return apl_fail(err, why.code, "%s", why.msg);
     return apl_guarded(err, "apl_gpu_bench_create", [&]() -> apl_status {
         apl_gpu_bench *b = new (std::nothrow) apl_gpu_bench();
         if (!b)
@@ -293,7 +401,7 @@ extern "C" apl_status apl_gpu_name(char *buf, size_t cap)
     cudaDeviceProp prop;
     cudaError_t e = cudaSuccess;
     if (apl_cuda_device_count(&why) <= 0) {
-        st = APL_ERR_NODEVICE;
+        st = why.code;
         snprintf(tmp, sizeof tmp, "%s", why.msg);
     } else if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
                (e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) {

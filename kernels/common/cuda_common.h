@@ -62,11 +62,37 @@ apl_status apl_guarded(apl_error *err, const char *where, Body &&body) noexcept
 
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
+#include <thrust/system/cuda/error.h>
 
 /* APL_OK for cudaSuccess; otherwise clears CUDA's (non-sticky) last error and fills err with
  * "file:line: cudaErrorName: CUDA's string". cudaErrorMemoryAllocation gives APL_ERR_NOMEM,
  * everything else APL_ERR_CUDA. */
 apl_status apl_cuda_check(cudaError_t e, apl_error *err, const char *file, int line);
+
+/* Device memory of the GPU variants: one stream-ordered pool per device (cudaMallocAsync on a
+ * cudaMemPool_t whose release threshold is "never"), created on first use. It grows to the
+ * largest working set seen and does not shrink until the process exits or
+ * apl_gpu_release_cache() is called, so in steady state no call reaches cudaMalloc/cudaFree.
+ * Thread-safe (the pool is CUDA's). Devices without memory-pool support fall back to
+ * cudaMalloc/cudaFree.
+ *  - apl_cuda_pool_alloc: bytes on the current device, usable in `stream`'s order; throws
+ *    std::bad_alloc when out of memory, thrust::system_error on any other CUDA error (call
+ *    inside apl_guarded).
+ *  - apl_cuda_pool_free: returns the block in `stream`'s order; never throws (an error, e.g.
+ *    after a device fault, is cleared and dropped: the fault is reported by the call's own
+ *    synchronisation). */
+void *apl_cuda_pool_alloc(size_t bytes, cudaStream_t stream);
+void apl_cuda_pool_free(void *p, cudaStream_t stream) noexcept;
+
+/* Throws thrust::system_error for a failed CUDA call (for code inside apl_guarded that has no
+ * apl_error at hand); clears CUDA's last error first. */
+inline void throw_if_cuda(cudaError_t e)
+{
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw thrust::system_error(e, thrust::cuda_category());
+    }
+}
 
 /* Inside a function that returns apl_status and has `apl_error *err` in scope: returns the
  * status of a failed CUDA call, with the place. Use CUDA_CHECK(cudaGetLastError()) after every

@@ -37,6 +37,10 @@ APL_VARIANT_FN(apl_thrust_sorted_cpu);
 #define APL_SEGMENT_MAX_MAGNITUDE 0x1p24 /* max |positive logit| / delta */
 int apl_segments_in_range(float min_pos, float max_pos, size_t np, double delta);
 
+/* cuda_sorted's shared-memory histogram limit in segments on the current device (above it pass 1
+ * takes the global path); 0 on error or without CUDA (src/core.c). For the tests. */
+size_t apl_cuda_sorted_shared_segments(void);
+
 #ifdef APL_HAVE_CUDA
 /* Host entry points: copy logits and targets to the device, run the device core, copy the
  * gradient back. */
@@ -48,8 +52,10 @@ APL_VARIANT_FN(apl_thrust_sorted_cuda);
 APL_VARIANT_FN(apl_cuda_warp_device);
 APL_VARIANT_FN(apl_cuda_sorted_device);
 APL_VARIANT_FN(apl_thrust_sorted_cuda_device);
-/* Number of CUDA devices; 0 with the reason in err when none (no driver, no device). */
+/* Number of CUDA devices; 0 with the reason in err: APL_ERR_NODEVICE when there is no GPU (no
+ * driver, no device), APL_ERR_CUDA when the driver fails although a GPU device node exists. */
 int apl_cuda_device_count(apl_error *err);
+
 #endif
 
 #ifdef __cplusplus

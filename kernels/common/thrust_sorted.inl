@@ -44,7 +44,11 @@
 #include <thrust/binary_search.h>
 #include <thrust/copy.h>
 #include <thrust/count.h>
-#include <thrust/device_vector.h>
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+#include <thrust/system/cuda/execution_policy.h>
+#else
+#include <thrust/system/cpp/execution_policy.h>
+#endif
 #include <thrust/functional.h>
 #include <thrust/gather.h>
 #include <thrust/iterator/constant_iterator.h>
@@ -62,18 +66,143 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 namespace { /* internal linkage: each including file gets its own copy for its own backend */
 
 typedef unsigned __int128 u128;
 typedef unsigned long long ull; /* what CUDA's 64-bit atomicAdd takes */
-template <class T> using dvec = thrust::device_vector<T>;
-template <class T> T *raw(dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
-template <class T> const T *raw(const dvec<T> &v) { return thrust::raw_pointer_cast(v.data()); }
-/* A raw pointer to device memory (host memory on the CPP backend), so that Thrust dispatches to
- * the device system. */
-template <class T> thrust::device_ptr<T> dptr(T *p) { return thrust::device_pointer_cast(p); }
+
+/* ---- where the work runs, and its memory ----
+ * Every Thrust call takes the policy P(): on CUDA, thrust::cuda::par_nosync on the call's stream
+ * (apl_problem.stream, set per call by stream_scope at each entry point), with Thrust's own
+ * temporaries (CUB's scratch) from the per-device pool of cuda_common.cu; on the CPP backend,
+ * thrust::cpp::par. The arrays are dvec: device memory from the same pool (host memory on CPP),
+ * allocated and freed in the stream's order, and freed without throwing (a failed free after a
+ * device fault is dropped, so the error surfaces as a status, not std::terminate). In steady
+ * state nothing calls cudaMalloc or cudaFree. */
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+/* The stream of the call running on this thread; saved and restored by stream_scope. */
+inline cudaStream_t &cur_stream() noexcept
+{
+    static thread_local cudaStream_t s = nullptr;
+    return s;
+}
+struct stream_scope {
+    cudaStream_t saved;
+    explicit stream_scope(void *s) noexcept : saved(cur_stream()) { cur_stream() = (cudaStream_t)s; }
+    ~stream_scope() { cur_stream() = saved; }
+    stream_scope(const stream_scope &) = delete;
+    stream_scope &operator=(const stream_scope &) = delete;
+};
+/* Thrust's temporary allocator (the interface of Thrust's custom_temporary_allocation example). */
+struct temp_alloc {
+    typedef char value_type;
+    cudaStream_t stream;
+    char *allocate(std::ptrdiff_t bytes) { return (char *)apl_cuda_pool_alloc((size_t)bytes, stream); }
+    void deallocate(char *q, size_t) noexcept { apl_cuda_pool_free(q, stream); }
+};
+inline auto P() { return thrust::cuda::par_nosync(temp_alloc{cur_stream()}).on(cur_stream()); }
+inline void *buf_alloc(size_t bytes) { return apl_cuda_pool_alloc(bytes, cur_stream()); }
+inline void buf_free(void *q) noexcept { apl_cuda_pool_free(q, cur_stream()); }
+#else
+struct stream_scope {
+    explicit stream_scope(void *) noexcept {}
+};
+inline auto P() { return thrust::cpp::par; }
+inline void *buf_alloc(size_t bytes)
+{
+    void *q = malloc(bytes);
+    if (!q)
+        throw std::bad_alloc();
+    return q;
+}
+inline void buf_free(void *q) noexcept { free(q); }
+#endif
+
+/* An array of trivially copyable T in device memory (host memory on CPP). Uninitialised after
+ * construction or resize (every user writes what it reads), except the (n, value) forms. Never
+ * copied; resize does not keep the contents. Element reads through operator[] wait for the
+ * stream: use them only for the few scalars the algorithm needs on the host. */
+template <class T> class dvec {
+    T *p_ = nullptr;
+    size_t n_ = 0;
+
+  public:
+    dvec() = default;
+    explicit dvec(size_t n) { resize(n); }
+    dvec(size_t n, T v) { assign(n, v); }
+    dvec(const dvec &) = delete;
+    dvec &operator=(const dvec &) = delete;
+    ~dvec() { release(); }
+    void release() noexcept
+    {
+        if (p_)
+            buf_free(p_);
+        p_ = nullptr;
+        n_ = 0;
+    }
+    void resize(size_t n)
+    {
+        if (p_ && n == n_)
+            return;
+        release();
+        p_ = (T *)buf_alloc((n ? n : 1) * sizeof(T)); /* a valid pointer even when empty */
+        n_ = n;
+    }
+    void assign(size_t n, T v)
+    {
+        resize(n);
+        thrust::fill_n(P(), p_, n, v);
+    }
+    size_t size() const { return n_; }
+    T *data() { return p_; }
+    const T *data() const { return p_; }
+    T *begin() { return p_; }
+    T *end() { return p_ + n_; }
+    const T *begin() const { return p_; }
+    const T *end() const { return p_ + n_; }
+    /* Host -> this (n elements) and this -> host, in the stream's order; to_host waits. */
+    void from_host(const T *h, size_t n)
+    {
+        resize(n);
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+        if (n)
+            throw_if_cuda(cudaMemcpyAsync(p_, h, n * sizeof(T), cudaMemcpyHostToDevice, cur_stream()));
+#else
+        if (n)
+            memcpy(p_, h, n * sizeof(T));
+#endif
+    }
+    void to_host(T *h) const
+    {
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+        if (n_) {
+            throw_if_cuda(cudaMemcpyAsync(h, p_, n_ * sizeof(T), cudaMemcpyDeviceToHost, cur_stream()));
+            throw_if_cuda(cudaStreamSynchronize(cur_stream()));
+        }
+#else
+        if (n_)
+            memcpy(h, p_, n_ * sizeof(T));
+#endif
+    }
+    T operator[](size_t i) const /* one element to the host (a blocking read on CUDA) */
+    {
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+        T v;
+        throw_if_cuda(cudaMemcpyAsync(&v, p_ + i, sizeof(T), cudaMemcpyDeviceToHost, cur_stream()));
+        throw_if_cuda(cudaStreamSynchronize(cur_stream()));
+        return v;
+#else
+        return p_[i];
+#endif
+    }
+};
+template <class T> T *raw(dvec<T> &v) { return v.data(); }
+template <class T> const T *raw(const dvec<T> &v) { return v.data(); }
+/* Device (on CPP: host) pointers go to Thrust as they are: the policy P() picks the system. */
+template <class T> T *dptr(T *p) { return p; }
 typedef thrust::counting_iterator<uint64_t> count_it;
 
 const int POS_BITS = 52; /* breakpoint positions, in 2^-52 ramp widths */
@@ -310,15 +439,15 @@ struct positives {
 inline void gather_positives(const float *s, const int8_t *t, size_t n, double delta,
                              positives &p)
 {
-    p.np = (size_t)thrust::count(dptr(t), dptr(t) + n, (int8_t)1);
+    p.np = (size_t)thrust::count(P(), dptr(t), dptr(t) + n, (int8_t)1);
     if (p.np == 0)
         return;
     p.index.resize(p.np);
     p.s.resize(p.np);
-    thrust::copy_if(count_it(0), count_it(n), dptr(t), p.index.begin(), is_target{1});
-    thrust::gather(p.index.begin(), p.index.end(), dptr(s), p.s.begin());
+    thrust::copy_if(P(), count_it(0), count_it(n), dptr(t), p.index.begin(), is_target{1});
+    thrust::gather(P(), p.index.begin(), p.index.end(), dptr(s), p.s.begin());
     /* Stable on ascending indices: ties by index, as cpu_common.c sorts. */
-    thrust::stable_sort_by_key(p.s.begin(), p.s.end(), p.index.begin());
+    thrust::stable_sort_by_key(P(), p.s.begin(), p.s.end(), p.index.begin());
     p.thr = prune_threshold(p.s[0], delta);
 }
 
@@ -328,11 +457,11 @@ inline size_t compact_valid_negatives(const float *s, const int8_t *t, size_t n,
                                       dvec<uint64_t> &vidx, dvec<float> &x)
 {
     auto st = thrust::make_zip_iterator(thrust::make_tuple(dptr(s), dptr(t)));
-    size_t nv = (size_t)thrust::count_if(st, st + n, is_valid_negative{thr});
+    size_t nv = (size_t)thrust::count_if(P(), st, st + n, is_valid_negative{thr});
     vidx.resize(nv);
     x.resize(nv);
-    thrust::copy_if(count_it(0), count_it(n), st, vidx.begin(), is_valid_negative{thr});
-    thrust::gather(vidx.begin(), vidx.end(), dptr(s), x.begin());
+    thrust::copy_if(P(), count_it(0), count_it(n), st, vidx.begin(), is_valid_negative{thr});
+    thrust::gather(P(), vidx.begin(), vidx.end(), dptr(s), x.begin());
     return nv;
 }
 
@@ -354,18 +483,18 @@ inline void build_segments(const positives &p, double delta, size_t n, segments 
     const size_t np = p.np, S = 2 * np;
     sg.S = S;
     dvec<double> L(np), R(np);
-    thrust::transform(p.s.begin(), p.s.end(), L.begin(), shift_by{-delta});
-    thrust::transform(p.s.begin(), p.s.end(), R.begin(), shift_by{delta});
+    thrust::transform(P(), p.s.begin(), p.s.end(), L.begin(), shift_by{-delta});
+    thrust::transform(P(), p.s.begin(), p.s.end(), R.begin(), shift_by{delta});
     sg.O.resize(S);
-    thrust::merge(L.begin(), L.end(), R.begin(), R.end(), sg.O.begin());
+    thrust::merge(P(), L.begin(), L.end(), R.begin(), R.end(), sg.O.begin());
     sg.l.resize(np);
     sg.u.resize(np);
-    thrust::lower_bound(sg.O.begin(), sg.O.end(), L.begin(), L.end(), sg.l.begin());
-    thrust::lower_bound(sg.O.begin(), sg.O.end(), R.begin(), R.end(), sg.u.begin());
+    thrust::lower_bound(P(), sg.O.begin(), sg.O.end(), L.begin(), L.end(), sg.l.begin());
+    thrust::lower_bound(P(), sg.O.begin(), sg.O.end(), R.begin(), R.end(), sg.u.begin());
 
     const double O0 = sg.O[0], Olast = sg.O[S - 1], inv2d = 1.0 / (2.0 * delta);
     sg.E.resize(S);
-    thrust::transform(sg.O.begin(), sg.O.end(), sg.E.begin(),
+    thrust::transform(P(), sg.O.begin(), sg.O.end(), sg.E.begin(),
                       position_of{O0, ldexp(inv2d, POS_BITS)});
     sg.qbits = offset_bits(n);
     sg.qscale = ldexp(inv2d, sg.qbits);
@@ -376,9 +505,9 @@ inline void build_segments(const positives &p, double delta, size_t n, segments 
     const double width = apl_seg_cell_width(O0, Olast, cells);
     sg.lut_lo.resize(cells);
     sg.lut_hi.resize(cells);
-    thrust::transform(count_it(0), count_it(cells), sg.lut_lo.begin(),
+    thrust::transform(P(), count_it(0), count_it(cells), sg.lut_lo.begin(),
                       lut_bound{raw(sg.O), S, O0, width, false});
-    thrust::transform(count_it(0), count_it(cells), sg.lut_hi.begin(),
+    thrust::transform(P(), count_it(0), count_it(cells), sg.lut_hi.begin(),
                       lut_bound{raw(sg.O), S, O0, width, true});
     sg.ix = apl_seg_index_make(raw(sg.O), S, O0, Olast, raw(sg.lut_lo), raw(sg.lut_hi));
 }
@@ -394,19 +523,19 @@ inline void histogram_sorted(const dvec<float> &xs, const segments &sg, dvec<uin
     off.assign(sg.S, 0);
     if (m == 0)
         return;
-    thrust::transform(xs.begin(), xs.end(), k.begin(), find_seg{sg.ix});
+    thrust::transform(P(), xs.begin(), xs.end(), k.begin(), find_seg{sg.ix});
     const size_t cap = m < sg.S ? m : sg.S;
     dvec<uint32_t> keys(cap);
     dvec<uint64_t> sums(cap);
-    auto end = thrust::reduce_by_key(k.begin(), k.end(), thrust::constant_iterator<uint64_t>(1),
+    auto end = thrust::reduce_by_key(P(), k.begin(), k.end(), thrust::constant_iterator<uint64_t>(1),
                                      keys.begin(), sums.begin());
     const size_t used = (size_t)(end.first - keys.begin());
-    thrust::scatter(sums.begin(), sums.begin() + used, keys.begin(), cnt.begin());
+    thrust::scatter(P(), sums.begin(), sums.begin() + used, keys.begin(), cnt.begin());
     auto q = thrust::make_transform_iterator(
         thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), k.begin())),
         bin_offset{raw(sg.O), sg.qscale, sg.qmax});
-    thrust::reduce_by_key(k.begin(), k.end(), q, keys.begin(), sums.begin());
-    thrust::scatter(sums.begin(), sums.begin() + used, keys.begin(), off.begin());
+    thrust::reduce_by_key(P(), k.begin(), k.end(), q, keys.begin(), sums.begin());
+    thrust::scatter(P(), sums.begin(), sums.begin() + used, keys.begin(), off.begin());
 }
 
 /* C[k] and Y[k]: prefix sums over segments 0..k-1 (C[0] = Y[0] = 0). */
@@ -415,11 +544,11 @@ inline void segment_prefix(const dvec<uint64_t> &cnt, const dvec<uint64_t> &off,
 {
     C.assign(sg.S + 1, 0);
     Y.assign(sg.S + 1, 0);
-    thrust::inclusive_scan(cnt.begin(), cnt.end(), C.begin() + 1);
+    thrust::inclusive_scan(P(), cnt.begin(), cnt.end(), C.begin() + 1);
     auto y = thrust::make_transform_iterator(
         thrust::make_zip_iterator(thrust::make_tuple(cnt.begin(), off.begin(), sg.E.begin())),
         segment_y{POS_BITS - sg.qbits});
-    thrust::inclusive_scan(y, y + sg.S, Y.begin() + 1);
+    thrust::inclusive_scan(P(), y, y + sg.S, Y.begin() + 1);
 }
 
 /* The SPEC's recurrence over the ascending positives, as scans: 1 - max_prec after positive i
@@ -433,11 +562,11 @@ inline double precision_recurrence(const dvec<double> &a, const dvec<double> &b,
     om.resize(np);
     w.resize(np);
     auto ab = thrust::make_zip_iterator(thrust::make_tuple(a.begin(), b.begin()));
-    thrust::transform(ab, ab + np, omc.begin(), one_minus_cur{});
-    thrust::inclusive_scan(omc.begin(), omc.end(), om.begin(), thrust::minimum<double>());
-    thrust::transform(count_it(0), count_it(np), w.begin(),
+    thrust::transform(P(), ab, ab + np, omc.begin(), one_minus_cur{});
+    thrust::inclusive_scan(P(), omc.begin(), omc.end(), om.begin(), thrust::minimum<double>());
+    thrust::transform(P(), count_it(0), count_it(np), w.begin(),
                       weight_fn{raw(a), raw(b), raw(omc), raw(om)});
-    return thrust::reduce(om.begin(), om.end(), 0.0) / (double)np;
+    return thrust::reduce(P(), om.begin(), om.end(), 0.0) / (double)np;
 }
 
 struct core_result {
@@ -458,23 +587,23 @@ inline void sorted_core(const positives &p, const segments &sg, double delta,
     dvec<u128> Y;
     dvec<double> a(np), b(np), w;
     segment_prefix(cnt_n, off_n, sg, C, Y);
-    thrust::transform(count_it(0), count_it(np), b.begin(),
+    thrust::transform(P(), count_it(0), count_it(np), b.begin(),
                       window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.0});
     segment_prefix(cnt_p, off_p, sg, C, Y);
-    thrust::transform(count_it(0), count_it(np), a.begin(),
+    thrust::transform(P(), count_it(0), count_it(np), a.begin(),
                       window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.5});
     r.loss = precision_recurrence(a, b, r.om, w);
 
     dvec<uint64_t> Wq(np), Wpre(np + 1, 0);
     dvec<u128> WE(np), WEpre(np + 1, 0);
-    thrust::transform(w.begin(), w.end(), Wq.begin(), weight_q{});
-    thrust::inclusive_scan(Wq.begin(), Wq.end(), Wpre.begin() + 1);
-    thrust::transform(count_it(0), count_it(np), WE.begin(),
+    thrust::transform(P(), w.begin(), w.end(), Wq.begin(), weight_q{});
+    thrust::inclusive_scan(P(), Wq.begin(), Wq.end(), Wpre.begin() + 1);
+    thrust::transform(P(), count_it(0), count_it(np), WE.begin(),
                       weight_pos{raw(Wq), raw(sg.E), raw(sg.l)});
-    thrust::inclusive_scan(WE.begin(), WE.end(), WEpre.begin() + 1);
+    thrust::inclusive_scan(P(), WE.begin(), WE.end(), WEpre.begin() + 1);
     r.alpha.resize(S);
     r.beta.resize(S);
-    thrust::transform(count_it(0), count_it(S),
+    thrust::transform(P(), count_it(0), count_it(S),
                       thrust::make_zip_iterator(thrust::make_tuple(r.alpha.begin(), r.beta.begin())),
                       g_consts{raw(sg.l), raw(sg.u), np, raw(Wpre), raw(sg.E), raw(WEpre),
                                1.0 / (2.0 * delta), 1.0 / (double)np});
@@ -484,15 +613,15 @@ inline void sorted_core(const positives &p, const segments &sg, double delta,
 inline void scatter_positive_grads(const positives &p, const core_result &r, float *g)
 {
     auto gp = thrust::make_transform_iterator(r.om.begin(), positive_grad{(double)p.np});
-    thrust::scatter(gp, gp + p.np, p.index.begin(), dptr(g));
+    thrust::scatter(P(), gp, gp + p.np, p.index.begin(), dptr(g));
 }
 
 /* The end of every device core: the work queued on the device is done (so a failure shows here,
  * and the caller may read the gradient or stop a timer). Nothing to wait for on the CPP backend. */
 inline apl_status device_sync(apl_error *err)
 {
-#if defined(__CUDACC__)
-    CUDA_CHECK(cudaDeviceSynchronize());
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    CUDA_CHECK(cudaStreamSynchronize(cur_stream()));
 #else
     (void)err;
 #endif
@@ -508,13 +637,14 @@ inline apl_status run_from_host(Core &&core, const float *logits, const int8_t *
     *res = apl_result{};
     if (n == 0)
         return APL_OK;
-    dvec<float> s(logits, logits + n);
-    dvec<int8_t> t(targets, targets + n);
-    dvec<float> g(n);
+    dvec<float> s, g(n);
+    dvec<int8_t> t;
+    s.from_host(logits, n);
+    t.from_host(targets, n);
     apl_status st = core(raw(s), raw(t), n, delta, raw(g), res, err);
     if (st != APL_OK)
         return st;
-    thrust::copy(g.begin(), g.end(), grad);
+    g.to_host(grad);
     return APL_OK;
 }
 
@@ -540,6 +670,7 @@ inline apl_status exact_fallback(const float *s, const int8_t *t, size_t n, doub
     p.delta = delta;
     const apl_output out = {grad, nullptr};
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    p.stream = (void *)cur_stream(); /* the same stream: cuda_warp's own stream_scope */
     return apl_cuda_warp_device(&p, &out, res, err);
 #else
     return apl_pruned(&p, &out, res, err);
@@ -556,7 +687,7 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
     if (p.np == 0) {
-        thrust::fill_n(dptr(grad), n, 0.0f);
+        thrust::fill_n(P(), dptr(grad), n, 0.0f);
         return device_sync(err);
     }
     if (p.np > MAX_POSITIVES)
@@ -571,7 +702,7 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
     dvec<uint64_t> vidx;
     dvec<float> xs;
     res->valid_negatives = compact_valid_negatives(s, t, n, p.thr, vidx, xs);
-    thrust::stable_sort_by_key(xs.begin(), xs.end(), vidx.begin());
+    thrust::stable_sort_by_key(P(), xs.begin(), xs.end(), vidx.begin());
 
     /* Pass 1: histograms per segment. */
     dvec<uint32_t> kn, kp;
@@ -583,11 +714,11 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
     res->loss = r.loss;
 
     /* Pass 2: G at every valid negative, -(1 - prec_i)/|P| at every positive, 0 elsewhere. */
-    thrust::fill_n(dptr(grad), n, 0.0f);
+    thrust::fill_n(P(), dptr(grad), n, 0.0f);
     auto ge = thrust::make_transform_iterator(
         thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), kn.begin())),
         eval_g{raw(sg.O), raw(r.alpha), raw(r.beta)});
-    thrust::scatter(ge, ge + xs.size(), vidx.begin(), dptr(grad));
+    thrust::scatter(P(), ge, ge + xs.size(), vidx.begin(), dptr(grad));
     scatter_positive_grads(p, r, grad);
     return device_sync(err);
 }
