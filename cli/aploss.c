@@ -60,28 +60,37 @@ static const char *const usage_gen_opts =
     "  --seed S           generator seed (default 12345)\n";
 
 static const char *const usage_gen =
-    "usage: aploss gen --logits L.npy --targets T.npy [generator options]\n"
+    "usage: aploss gen --logits L.npy --targets T.npy [--loss alrp --eloc E.npy]\n"
+    "                  [generator options]\n"
     "\n"
-    "Writes generated logits (float32) and targets (int8), shape (batch, anchors, classes).\n"
+    "Writes generated logits (float32) and targets (int8), shape (batch, anchors, classes);\n"
+    "with --loss alrp also e, the localisation error of each positive (float32, in [0, 2)).\n"
     "\n";
 
 static const char *const usage_run =
     "usage: aploss run --variant NAME --logits L.npy --targets T.npy [--delta D]\n"
-    "                  [--grad-out G.npy]\n"
+    "                  [--grad-out G.npy] [--loss alrp --eloc E.npy [--grad-eloc-out GE.npy]]\n"
     "\n"
     "Runs one variant and prints one JSON object: variant, loss, positives, valid_negatives,\n"
     "elements, delta, seconds (the variant's own time, file I/O excluded).\n"
     "  --delta D          half-width of the step function's ramp, in [2^-100, 2^100]\n"
     "                     (7.9e-31 to 1.3e30; default 1)\n"
-    "  --grad-out G.npy   write the gradient (float32, the logits' shape)\n";
+    "  --grad-out G.npy   write the gradient (float32, the logits' shape)\n"
+    "  --loss L           ap (AP-Loss, the default) or alrp (aLRP Loss; the JSON then also has\n"
+    "                     loss_cls and loss_loc, and loss is loss_cls)\n"
+    "  --eloc E.npy       alrp: the localisation error e of each positive, in the flat order of\n"
+    "                     the positives (1-D float32 or float64, finite, >= 0)\n"
+    "  --grad-eloc-out GE.npy  alrp: write d loss_loc / d e (float32, one per positive)\n";
 
 static const char *const usage_verify =
     "usage: aploss verify [--logits L.npy --targets T.npy | generator options] [--delta D]\n"
-    "                     [--variants a,b,...]\n"
+    "                     [--variants a,b,...] [--loss alrp [--eloc E.npy]]\n"
     "\n"
     "Runs the reference and every available variant (or those named) on the same input and\n"
     "prints max abs and relative gradient error, loss error, time and pass/fail. Exits 1 if any\n"
     "variant is outside the SPEC's tolerance (gradient 1e-6 relative to max |grad|, loss 1e-6).\n"
+    "--loss alrp checks aLRP Loss (both gradients, both losses) on the variants that implement\n"
+    "it; e comes from --eloc with --logits/--targets, and is generated with generated input.\n"
     "Without --logits/--targets the input is generated:\n";
 
 static const char *const usage_list = "usage: aploss list\n\nLists every variant.\n";
@@ -211,6 +220,8 @@ typedef struct {
     size_t n;
     apl_shape shape;
     char what[256]; /* where the input came from, for the report */
+    float *aux;     /* aLRP: e, one per positive (from --eloc or generated); NULL for AP */
+    size_t n_aux;
 } input;
 
 static void load_files(input *in, const char *lpath, const char *tpath)
@@ -257,9 +268,64 @@ static void generate(input *in, const apl_gen_params *g, const char *cmd, int by
              (unsigned long long)g->seed);
 }
 
+/* ---- the loss axis: --loss and aLRP's e ---- */
+
+static apl_loss parse_loss(const char *s)
+{
+    apl_error err = {0};
+    apl_loss l;
+    if (apl_loss_parse(s, &l, &err) != APL_OK)
+        die(EXIT_USAGE, "--loss: %s", err.msg);
+    if (l == APL_LOSS_PAP)
+        die(EXIT_USAGE, "--loss pap: not available in the command line yet (ap or alrp)");
+    return l;
+}
+
+/* --eloc with --loss alrp and only then. */
+static void check_loss_options(const char *cmd, apl_loss loss, const char *epath, int needed)
+{
+    if (loss == APL_LOSS_ALRP && needed && !epath)
+        die(EXIT_USAGE, "%s: --loss alrp needs --eloc E.npy (one error per positive)", cmd);
+    if (loss != APL_LOSS_ALRP && epath)
+        die(EXIT_USAGE, "%s: --eloc is for --loss alrp only", cmd);
+}
+
+static void load_eloc(input *in, const char *epath)
+{
+    apl_error err = {0};
+    if (apl_npy_read_aux(epath, "eloc", &in->aux, &in->n_aux, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+}
+
+static void generate_eloc(input *in, const apl_gen_params *g)
+{
+    apl_error err = {0};
+    size_t np = 0;
+    for (size_t j = 0; j < in->n; j++)
+        np += in->targets[j] == 1;
+    in->n_aux = np;
+    in->aux = malloc((np ? np : 1) * sizeof *in->aux);
+    if (!in->aux)
+        die(EXIT_FAIL, "cannot allocate e for %zu positives", np);
+    if (apl_generate_aux(g, APL_LOSS_ALRP, in->targets, in->n, in->aux, np, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+}
+
+/* The problem for `in`. For aLRP it is checked here: logits, targets and delta were checked as
+ * they were read, so a refusal is about e and names the file it came from. */
+static apl_problem make_problem(const input *in, apl_loss loss, double delta, const char *epath)
+{
+    apl_problem p = {.loss = loss, .logits = in->logits, .targets = in->targets, .n = in->n,
+                     .delta = delta, .aux = in->aux, .n_aux = in->n_aux};
+    apl_error err = {0};
+    if (loss == APL_LOSS_ALRP && apl_check_problem(&p, &err) != APL_OK)
+        die(EXIT_FAIL, "%s: %s", epath ? epath : "generated e", err.msg);
+    return p;
+}
+
 /* Generator options shared by gen and verify; returns 1 if `opt` was one of them. */
 enum { O_BATCH = 256, O_ANCHORS, O_CLASSES, O_POS_RATE, O_IGNORE_RATE, O_DIST, O_SEED, O_LOGITS,
-       O_TARGETS, O_DELTA, O_VARIANT, O_VARIANTS, O_GRAD_OUT, O_HELP };
+       O_TARGETS, O_DELTA, O_VARIANT, O_VARIANTS, O_GRAD_OUT, O_HELP, O_LOSS, O_ELOC, O_GRAD_ELOC_OUT };
 #define GEN_LONG_OPTS                                                                            \
     {"batch", required_argument, 0, O_BATCH}, {"anchors", required_argument, 0, O_ANCHORS},      \
         {"classes", required_argument, 0, O_CLASSES},                                            \
@@ -340,11 +406,14 @@ static int cmd_gen(int argc, char **argv)
     static const struct option longs[] = {GEN_LONG_OPTS,
                                            {"logits", required_argument, 0, O_LOGITS},
                                            {"targets", required_argument, 0, O_TARGETS},
+                                           {"loss", required_argument, 0, O_LOSS},
+                                           {"eloc", required_argument, 0, O_ELOC},
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
     apl_gen_params g;
     apl_gen_defaults(&g);
-    const char *lpath = NULL, *tpath = NULL;
+    const char *lpath = NULL, *tpath = NULL, *epath = NULL;
+    apl_loss loss = APL_LOSS_AP;
     int opt;
     while ((opt = next_option(argc, argv, longs, "gen")) != -1) {
         if (gen_option(opt, optarg, &g))
@@ -353,6 +422,10 @@ static int cmd_gen(int argc, char **argv)
             lpath = optarg;
         else if (opt == O_TARGETS)
             tpath = optarg;
+        else if (opt == O_LOSS)
+            loss = parse_loss(optarg);
+        else if (opt == O_ELOC)
+            epath = optarg;
         else if (opt == O_HELP) {
             printf("%s%s", usage_gen, usage_gen_opts);
             return 0;
@@ -361,8 +434,11 @@ static int cmd_gen(int argc, char **argv)
     no_operands(argc, argv, "gen");
     if (!lpath || !tpath)
         die(EXIT_USAGE, "gen: --logits and --targets are required (see 'aploss gen --help')");
+    check_loss_options("gen", loss, epath, 1);
     input in = {0};
     generate(&in, &g, "gen", BYTES_GEN);
+    if (loss == APL_LOSS_ALRP)
+        generate_eloc(&in, &g);
     apl_error err = {0};
     if (apl_npy_write_f32(lpath, in.logits, &in.shape, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
@@ -371,8 +447,12 @@ static int cmd_gen(int argc, char **argv)
     size_t np = 0;
     for (size_t j = 0; j < in.n; j++)
         np += in.targets[j] == 1;
-    fprintf(stderr, "aploss: wrote %zu elements (%zu positives) to %s and %s\n", in.n, np, lpath,
-            tpath);
+    apl_shape es = {1, {in.n_aux}};
+    if (epath && apl_npy_write_f32(epath, in.aux, &es, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    fprintf(stderr, "aploss: wrote %zu elements (%zu positives) to %s and %s%s%s\n", in.n, np,
+            lpath, tpath, epath ? ", e to " : "", epath ? epath : "");
+    free(in.aux);
     free(in.logits);
     free(in.targets);
     return 0;
@@ -402,9 +482,14 @@ static int cmd_run(int argc, char **argv)
                                            {"targets", required_argument, 0, O_TARGETS},
                                            {"delta", required_argument, 0, O_DELTA},
                                            {"grad-out", required_argument, 0, O_GRAD_OUT},
+                                           {"loss", required_argument, 0, O_LOSS},
+                                           {"eloc", required_argument, 0, O_ELOC},
+                                           {"grad-eloc-out", required_argument, 0, O_GRAD_ELOC_OUT},
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
     const char *vname = NULL, *lpath = NULL, *tpath = NULL, *gpath = NULL;
+    const char *epath = NULL, *gepath = NULL;
+    apl_loss loss = APL_LOSS_AP;
     double delta = 1.0;
     int opt;
     while ((opt = next_option(argc, argv, longs, "run")) != -1) {
@@ -414,6 +499,9 @@ static int cmd_run(int argc, char **argv)
         case O_TARGETS: tpath = optarg; break;
         case O_DELTA: delta = parse_delta(optarg); break;
         case O_GRAD_OUT: gpath = optarg; break;
+        case O_LOSS: loss = parse_loss(optarg); break;
+        case O_ELOC: epath = optarg; break;
+        case O_GRAD_ELOC_OUT: gepath = optarg; break;
         case O_HELP: fputs(usage_run, stdout); return 0;
         }
     }
@@ -421,28 +509,54 @@ static int cmd_run(int argc, char **argv)
     if (!vname || !lpath || !tpath)
         die(EXIT_USAGE,
             "run: --variant, --logits and --targets are required (see 'aploss run --help')");
+    check_loss_options("run", loss, epath, 1);
+    if (gepath && loss != APL_LOSS_ALRP)
+        die(EXIT_USAGE, "run: --grad-eloc-out is for --loss alrp only");
     const apl_variant *v = find_variant(vname);
     apl_error err = {0};
+    if (!apl_variant_has_loss(v, loss))
+        die(EXIT_FAIL, "variant %s does not implement loss %s (see 'aploss list')", v->name,
+            apl_loss_name(loss));
     if (!apl_variant_runnable(v, &err))
         die(EXIT_FAIL, "%s", err.msg);
     input in = {0};
     check_files_memory("run", lpath, tpath, BYTES_RUN);
     load_files(&in, lpath, tpath);
+    if (epath)
+        load_eloc(&in, epath);
+    apl_problem prob = make_problem(&in, loss, delta, epath);
+    float *grad_e = malloc((in.n_aux ? in.n_aux : 1) * sizeof *grad_e);
+    if (!grad_e)
+        die(EXIT_FAIL, "cannot allocate grad_e (%zu positives)", in.n_aux);
+    apl_output out = {NULL, loss == APL_LOSS_ALRP ? grad_e : NULL};
     float *grad = malloc((in.n ? in.n : 1) * sizeof *grad);
     if (!grad)
         die(EXIT_FAIL, "cannot allocate the gradient (%zu elements)", in.n);
     apl_result r;
+    out.grad = grad;
     double t0 = now_seconds();
-    apl_status st = apl_run_ap(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+    apl_status st = apl_run(v, &prob, &out, &r, &err);
     double secs = now_seconds() - t0;
     if (st != APL_OK)
         die(EXIT_FAIL, "%s: %s", v->name, err.msg);
     if (gpath && apl_npy_write_f32(gpath, grad, &in.shape, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
+    apl_shape es = {1, {in.n_aux}};
+    if (gepath && apl_npy_write_f32(gepath, grad_e, &es, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    if (loss == APL_LOSS_ALRP)
+        printf("{\"variant\": \"%s\", \"loss_fn\": \"alrp\", \"loss\": %.17g, \"loss_cls\": %.17g, "
+               "\"loss_loc\": %.17g, \"positives\": %zu, \"valid_negatives\": %zu, \"elements\": %zu, "
+               "\"delta\": %.17g, \"seconds\": %.9f}\n",
+               v->name, r.loss, r.loss, r.loss_loc, r.positives, r.valid_negatives, in.n, delta,
+               secs);
+    else
     printf("{\"variant\": \"%s\", \"loss\": %.17g, \"positives\": %zu, \"valid_negatives\": %zu, "
            "\"elements\": %zu, \"delta\": %.17g, \"seconds\": %.9f}\n",
            v->name, r.loss, r.positives, r.valid_negatives, in.n, delta, secs);
     free(grad);
+    free(grad_e);
+    free(in.aux);
     free(in.logits);
     free(in.targets);
     return 0;
@@ -472,11 +586,14 @@ static int cmd_verify(int argc, char **argv)
                                            {"targets", required_argument, 0, O_TARGETS},
                                            {"delta", required_argument, 0, O_DELTA},
                                            {"variants", required_argument, 0, O_VARIANTS},
+                                           {"loss", required_argument, 0, O_LOSS},
+                                           {"eloc", required_argument, 0, O_ELOC},
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
     apl_gen_params g;
     apl_gen_defaults(&g);
-    const char *lpath = NULL, *tpath = NULL, *list = NULL;
+    const char *lpath = NULL, *tpath = NULL, *list = NULL, *epath = NULL;
+    apl_loss loss = APL_LOSS_AP;
     int gen_opts = 0;
     double delta = 1.0;
     int opt;
@@ -490,6 +607,8 @@ static int cmd_verify(int argc, char **argv)
         case O_TARGETS: tpath = optarg; break;
         case O_DELTA: delta = parse_delta(optarg); break;
         case O_VARIANTS: list = optarg; break;
+        case O_LOSS: loss = parse_loss(optarg); break;
+        case O_ELOC: epath = optarg; break;
         case O_HELP: printf("%s%s", usage_verify, usage_gen_opts); return 0;
         }
     }
@@ -498,6 +617,10 @@ static int cmd_verify(int argc, char **argv)
         die(EXIT_USAGE, "verify: give both --logits and --targets, or neither");
     if (lpath && gen_opts)
         die(EXIT_USAGE, "verify: generator options cannot be combined with --logits/--targets");
+    check_loss_options("verify", loss, epath, lpath != NULL);
+    if (epath && !lpath)
+        die(EXIT_USAGE, "verify: --eloc goes with --logits/--targets (generated input gets "
+                        "generated e)");
     size_t count;
     const apl_variant *all = apl_variants(&count);
     if (list) /* every name in the list must exist */
@@ -514,9 +637,20 @@ static int cmd_verify(int argc, char **argv)
     if (lpath) {
         check_files_memory("verify", lpath, tpath, BYTES_VERIFY);
         load_files(&in, lpath, tpath);
+        if (epath)
+            load_eloc(&in, epath);
     } else {
         generate(&in, &g, "verify", BYTES_VERIFY);
+        if (loss == APL_LOSS_ALRP)
+            generate_eloc(&in, &g);
     }
+    apl_problem prob = make_problem(&in, loss, delta, epath);
+    size_t e1 = in.n_aux ? in.n_aux : 1;
+    double *grad_e64 = malloc(e1 * sizeof *grad_e64);
+    float *grad_e = malloc(e1 * sizeof *grad_e);
+    if (!grad_e64 || !grad_e)
+        die(EXIT_FAIL, "cannot allocate grad_e for %zu positives", in.n_aux);
+    apl_output out = {NULL, loss == APL_LOSS_ALRP ? grad_e : NULL};
 
     apl_error err = {0};
     size_t n1 = in.n ? in.n : 1;
@@ -526,7 +660,7 @@ static int cmd_verify(int argc, char **argv)
         die(EXIT_FAIL, "cannot allocate gradients for %zu elements", in.n);
     apl_result ref;
     double t0 = now_seconds();
-    if (apl_reference_ap(in.logits, in.targets, in.n, delta, grad64, &ref, &err) != APL_OK)
+    if (apl_reference(&prob, grad64, out.grad_aux ? grad_e64 : NULL, &ref, &err) != APL_OK)
         die(EXIT_FAIL, "reference: %s", err.msg);
     double tref = now_seconds() - t0;
 
@@ -537,20 +671,32 @@ static int cmd_verify(int argc, char **argv)
            APL_TOL_GRAD_REL, APL_TOL_LOSS_ABS);
     printf("%-18s %12s %12s %12s %11s  %s\n", "variant", "max_abs_err", "max_rel_err", "loss_err",
            "seconds", "result");
-    printf("%-18s %12s %12s %12s %11.6f  loss %.12f\n", "reference", "-", "-", "-", tref, ref.loss);
+    if (loss == APL_LOSS_ALRP)
+        printf("loss alrp: loss_err is the larger of the loss_cls and loss_loc errors; grad_e is "
+               "held to the gradient's tolerance\n");
+    printf("%-18s %12s %12s %12s %11.6f  loss %.12f", "reference", "-", "-", "-", tref, ref.loss);
+    if (loss == APL_LOSS_ALRP)
+        printf(", loss_loc %.12f", ref.loss_loc);
+    putchar('\n');
     int failed = 0, ran = 0;
     for (size_t i = 0; i < count; i++) {
         const apl_variant *v = &all[i];
         if (!selected(list, v->name))
             continue;
         apl_error why = {0};
+        if (!apl_variant_has_loss(v, loss)) {
+            printf("%-18s %12s %12s %12s %11s  skipped: does not implement loss %s\n", v->name,
+                   "-", "-", "-", "-", apl_loss_name(loss));
+            continue;
+        }
         if (!apl_variant_runnable(v, &why)) {
             printf("%-18s %12s %12s %12s %11s  skipped: %s\n", v->name, "-", "-", "-", "-", why.msg);
             continue;
         }
         apl_result r;
+        out.grad = grad;
         t0 = now_seconds();
-        apl_status st = apl_run_ap(v, in.logits, in.targets, in.n, delta, grad, &r, &err);
+        apl_status st = apl_run(v, &prob, &out, &r, &err);
         double secs = now_seconds() - t0;
         ran++;
         if (st != APL_OK) {
@@ -561,11 +707,17 @@ static int cmd_verify(int argc, char **argv)
         /* The one acceptance rule (apl_accept: counts, gradient, zero pattern, loss); a failure
          * is described by its verdict. */
         apl_verdict ag;
-        apl_accept_ap(in.logits, in.targets, in.n, delta, grad, &r, grad64, &ref, &ag);
+        apl_accept(&prob, grad, out.grad_aux, &r, grad64, out.grad_aux ? grad_e64 : NULL, &ref,
+                   &ag);
+        if (ag.loss_loc_err > ag.loss_err)
+            ag.loss_err = ag.loss_loc_err;
         char verdict[APL_MSG_LEN];
         apl_verdict_format(&ag, verdict, sizeof verdict);
         printf("%-18s %12.3e %12.3e %12.3e %11.6f  %s\n", v->name, ag.max_abs_err, ag.max_rel_err,
                ag.loss_err, secs, ag.pass ? "pass" : verdict);
+        if (loss == APL_LOSS_ALRP) /* a second row: grad_e's error and loss_loc's */
+            printf("%-18s %12s %12.3e %12.3e %11s  (grad_e, loss_loc)\n", "", "",
+                   ag.aux_max_rel_err, ag.loss_loc_err, "");
         failed += !ag.pass;
     }
     if (ran == 0)
@@ -576,6 +728,9 @@ static int cmd_verify(int argc, char **argv)
         printf("\nall %d variants agree with the reference\n", ran);
     free(grad);
     free(grad64);
+    free(grad_e);
+    free(grad_e64);
+    free(in.aux);
     free(in.logits);
     free(in.targets);
     return failed || ran == 0 ? EXIT_FAIL : 0;
