@@ -131,9 +131,9 @@ int main(void)
         CHECK(apl_run_ap(v, ss, ts, m, delta, gs, &rs, &err) == APL_OK, "%s small: %s", name, err.msg);
         apl_verdict ag;
         apl_accept_ap(ss, ts, m, delta, gs, &rs, g64, &ref, &ag);
-        char why[APL_MSG_LEN];
-        apl_verdict_format(&ag, why, sizeof why);
-        CHECK(ag.pass, "%s small: %s", name, why);
+        char verdict[APL_MSG_LEN];
+        apl_verdict_format(&ag, verdict, sizeof verdict);
+        CHECK(ag.pass, "%s small: %s", name, verdict);
         /* The huge run is then held to the small run's own answer, bit for bit (below): a
          * property of its own (indexing past 2^31), not a second acceptance rule. */
 
