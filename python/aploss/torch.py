@@ -16,6 +16,12 @@ ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batch", 
     (grad, loss) as the published AP_loss(logits, targets) returns them: grad shaped like
     logits (in the logits' dtype), loss of shape [1]. No autograd: for code that calls the
     published function directly.
+alrp_loss(logits, targets, eloc, delta=1.0, *, variant="auto", scope="batch", threads=0)
+    aLRP Loss (docs/SPEC_ALRP.md): (loss_cls, loss_loc), two 0-dim tensors with autograd:
+    loss_cls to the logits, loss_loc to eloc (one localisation error per positive, in the flat
+    order of the positives). alrp_loss_with_grad returns (grad, grad_eloc, loss_cls, loss_loc).
+    CPU rows implementing aLRP: see variants("alrp") (auto: the first non-quadratic one, else
+    the first).
 variants(loss="ap", device=None)
     The names ap_loss accepts for `variant=`: the rows of the library's variant table that
     implement the loss and can run here (on `device`, "cpu" or "cuda", when given).
@@ -69,7 +75,8 @@ import torch
 
 from . import _lib
 
-__all__ = ["ap_loss", "ap_loss_with_grad", "variants", "reference"]
+__all__ = ["ap_loss", "ap_loss_with_grad", "alrp_loss", "alrp_loss_with_grad", "variants",
+           "reference"]
 
 # The fastest exact row per device for each loss (measured: README, "Variants").
 _AUTO = {("ap", "cpu"): "sorted", ("ap", "cuda"): "cuda_sorted"}
@@ -247,7 +254,8 @@ def _library_error(code, msg, logits, targets, offset=0):
         _lib.STATUS_NAMES) else code, msg))
 
 
-def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, want_aux=False):
+def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, want_aux=False,
+         aux_offset=0, aux_name="aux"):
     """One library call on flat contiguous float32 logits `s` and int8 targets `t8` (same
     device): returns (grad float32 flat, grad_aux float32 or None, apl_result). `aux` is the
     per-positive float32 input of aLRP (e) and PAP (IoU). `logits`, `targets` and `offset` (of
@@ -277,39 +285,97 @@ def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, 
             what, i = bad
             raise (_bad_logit(logits, offset + i) if what == "logits"
                    else _bad_target(targets, offset + i))
+        if aux is not None:
+            npos = int((t8 == 1).sum()) if n else 0
+            if aux.numel() != npos:
+                raise ValueError("%s has %d values: expected one per positive (%d)"
+                                 % (aux_name, aux.numel(), npos))
+            bad_a = ~torch.isfinite(aux) | (aux < 0)
+            if bool(bad_a.any()):
+                k = int(bad_a.nonzero()[0, 0])
+                raise ValueError("%s[%d] = %g: expected a finite value >= 0"
+                                 % (aux_name, aux_offset + k, aux[k].item()))
         with torch.cuda.device(s.device):
             p.stream = torch.cuda.current_stream(s.device).cuda_stream or None
             st = row.device_fn(ctypes.byref(p), ctypes.byref(out), ctypes.byref(res),
                                ctypes.byref(err))
     if st != _lib.APL_OK:
-        raise _library_error(st, _lib.message(err), logits, targets, offset)
+        msg = _lib.message(err)
+        m = re.match(r"^eloc\[(\d+)\]", msg)
+        if m:  # the library's aux messages index this call's slice
+            msg = "%s[%d]%s" % (aux_name, int(m.group(1)) + aux_offset, msg[m.end():])
+        raise _library_error(st, msg, logits, targets, offset)
     return grad, grad_aux, res
+
+
+def _check_aux(aux, name, logits):
+    if not isinstance(aux, torch.Tensor):
+        raise TypeError("%s: expected a torch.Tensor, got %s" % (name, type(aux).__name__))
+    if not aux.is_floating_point():
+        raise TypeError("%s: dtype %s: expected a floating dtype" % (name, aux.dtype))
+    if aux.device != logits.device:
+        raise ValueError("%s is on %s but logits are on %s: both must be on the same device"
+                         % (name, aux.device, logits.device))
+    if aux.dim() > 1:
+        raise ValueError("%s: shape %s: expected one value per positive, 1-D (flat order of "
+                         "the positives)" % (name, list(aux.shape)))
+
+
+def _forward(loss, logits, targets, delta, variant, scope, threads, aux=None, aux_name=None):
+    """The shared forward of every loss: checks, one library call per scope unit. Returns
+    (grad in logits' dtype and shape, grad_aux in aux's dtype or None, loss, loss_loc) with the
+    losses as Python floats; with scope="image" the losses are per-image means and the
+    gradients are divided by the number of images."""
+    delta = _check_args(logits, targets, delta, threads, scope)
+    if aux is not None:
+        _check_aux(aux, aux_name, logits)
+    row = _choose(variant, loss, logits.device)
+    s = _logits_f32(logits)
+    t8 = _targets_int8(targets)
+    a = None if aux is None else aux.detach().to(torch.float32).contiguous().reshape(-1)
+    if scope == "batch":
+        units = [(0, s.numel(), 0, None if a is None else a.numel())]
+    else:
+        images = logits.shape[0]
+        per = s.numel() // images if images else 0
+        counts = [0] * images
+        if a is not None and per:  # each image's share of the positives' aux values
+            counts = (t8.reshape(images, per) == 1).sum(dim=1).tolist()
+            if sum(counts) != a.numel():
+                raise ValueError("%s has %d values: expected one per positive (%d)"
+                                 % (aux_name, a.numel(), sum(counts)))
+        starts = [sum(counts[:b]) for b in range(images)]
+        units = [(b * per, (b + 1) * per, starts[b], starts[b] + counts[b])
+                 for b in range(images)]
+    grad = torch.empty_like(s)
+    grad_aux = None if a is None else torch.empty_like(a)
+    total, total_loc = 0.0, 0.0
+    for lo, hi, alo, ahi in units:
+        g, ga, res = _run(row, loss, s[lo:hi], t8[lo:hi], delta, threads, logits, targets,
+                          offset=lo, aux=None if a is None else a[alo:ahi],
+                          want_aux=a is not None, aux_offset=alo, aux_name=aux_name)
+        grad[lo:hi] = g
+        if ga is not None:
+            grad_aux[alo:ahi] = ga
+        total += res.loss
+        total_loc += res.loss_loc
+    if scope == "image":
+        k = len(units)
+        if k:
+            grad /= k
+            if grad_aux is not None:
+                grad_aux /= k
+        total, total_loc = (total / k, total_loc / k) if k else (0.0, 0.0)
+    grad = grad.reshape(logits.shape).to(logits.dtype)
+    if grad_aux is not None:
+        grad_aux = grad_aux.reshape(aux.shape).to(aux.dtype)
+    return grad, grad_aux, total, total_loc
 
 
 def _ap_grad_loss(logits, targets, delta, variant, scope, threads):
     """(grad in logits' dtype and shape, loss as a Python float)."""
-    delta = _check_args(logits, targets, delta, threads, scope)
-    row = _choose(variant, "ap", logits.device)
-    s = _logits_f32(logits)
-    t8 = _targets_int8(targets)
-    if scope == "batch":
-        grad, _, res = _run(row, "ap", s, t8, delta, threads, logits, targets)
-        loss = res.loss
-    else:
-        images = logits.shape[0]
-        per = s.numel() // images if images else 0
-        grad = torch.empty_like(s)
-        losses = []
-        for b in range(images):
-            sl = slice(b * per, (b + 1) * per)
-            g, _, res = _run(row, "ap", s[sl], t8[sl], delta, threads, logits, targets,
-                             offset=b * per)
-            grad[sl] = g
-            losses.append(res.loss)
-        if images:
-            grad /= images
-        loss = sum(losses) / images if images else 0.0
-    return grad.reshape(logits.shape).to(logits.dtype), loss
+    grad, _, loss, _ = _forward("ap", logits, targets, delta, variant, scope, threads)
+    return grad, loss
 
 
 def _loss_dtype(logits):
@@ -342,6 +408,47 @@ def ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batc
     shape), loss a tensor of shape [1]. No autograd."""
     grad, loss = _ap_grad_loss(logits, targets, delta, variant, scope, threads)
     return grad, torch.tensor([loss], dtype=_loss_dtype(logits), device=logits.device)
+
+
+class _ALRPLoss(torch.autograd.Function):
+    """forward: both aLRP losses and both gradients (the library); backward: grad_output of
+    loss_cls times d loss_cls / d logits, grad_output of loss_loc times d loss_loc / d eloc."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, eloc, delta, variant, scope, threads):
+        grad, grad_e, lc, ll = _forward("alrp", logits, targets, delta, variant, scope, threads,
+                                        aux=eloc, aux_name="eloc")
+        ctx.save_for_backward(grad, grad_e)
+        dt = _loss_dtype(logits)
+        return (torch.tensor(lc, dtype=dt, device=logits.device),
+                torch.tensor(ll, dtype=dt, device=logits.device))
+
+    @staticmethod
+    def backward(ctx, go_cls, go_loc):
+        grad, grad_e = ctx.saved_tensors
+        return go_cls * grad, None, go_loc * grad_e, None, None, None, None
+
+
+def alrp_loss(logits, targets, eloc, delta=1.0, *, variant="auto", scope="batch", threads=0):
+    """aLRP Loss (docs/SPEC_ALRP.md): (loss_cls, loss_loc), two 0-dim tensors with autograd.
+    `eloc` holds one localisation error e >= 0 per positive, in the flat order of the positives
+    (eloc[k] belongs to the k-th element with target 1), e.g. 1 - IoU of the k-th positive's
+    box, computed from the regression output so that loss_loc's gradient reaches it. loss_cls
+    gives the logits their gradient; loss_loc gives eloc its gradient (d loss_loc / d e, ranks
+    held constant) and none to the logits, as in the official code. Arguments, dtypes, scopes
+    and errors as ap_loss; eloc may be float16/bfloat16/float32/float64 on the logits' device."""
+    return _ALRPLoss.apply(logits, targets, eloc, delta, variant, scope, threads)
+
+
+def alrp_loss_with_grad(logits, targets, eloc, delta=1.0, *, variant="auto", scope="batch",
+                        threads=0):
+    """(grad, grad_eloc, loss_cls, loss_loc): the gradients in the inputs' dtypes and shapes,
+    the losses as tensors of shape [1]. No autograd."""
+    grad, grad_e, lc, ll = _forward("alrp", logits, targets, delta, variant, scope, threads,
+                                    aux=eloc, aux_name="eloc")
+    dt = _loss_dtype(logits)
+    return (grad, grad_e, torch.tensor([lc], dtype=dt, device=logits.device),
+            torch.tensor([ll], dtype=dt, device=logits.device))
 
 
 def reference(logits, targets, delta=1.0):
