@@ -39,7 +39,7 @@ static double now_seconds(void)
 static const char *const usage_main =
     "usage: aploss <command> [options]\n"
     "\n"
-    "The AP-Loss core (../shared/SPEC.md): loss and gradient of every variant, checked against\n"
+    "The AP-Loss core (docs/SPEC.md): loss and gradient of every variant, checked against\n"
     "the double-precision reference.\n"
     "\n"
     "commands:\n"

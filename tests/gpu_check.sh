@@ -4,13 +4,13 @@
 # builds and installs nothing and needs no network. Steps:
 #   driver     nvidia-smi: driver, GPU name, memory
 #   list       aploss list: the three GPU rows built and runnable
-#   tests      test_gpu (agreement, edge cases, exact fallback, shared/global boundary,
+#   tests      test_gpu (agreement, edge cases, exact fallback, shared|global boundary,
 #              determinism, device_fn == fn), test_edge, test_delta, test_agreement small, all
 #              with APL_REQUIRE_GPU=1 (a GPU row that cannot run is a failure, not a skip)
 #   sanitize   compute-sanitizer memcheck, initcheck, racecheck, synccheck on small inputs,
 #              each GPU variant, cuda_sorted's shared and global paths
 #   verify     aploss verify of the GPU variants on the exact fallback (span > 4096 delta) and on
-#              either side of cuda_sorted's shared/global histogram boundary
+#              either side of cuda_sorted's shared|global histogram boundary
 #   determinism two runs of each GPU variant on one RetinaNet image, --grad-out files cmp'd
 #   bench      aploss_bench: the batch-8 (2.1e7 elements) GPU rows and BM_floor_gpu, Google
 #              Benchmark JSON into results/

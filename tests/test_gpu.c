@@ -250,7 +250,7 @@ static void exact_positives(const apl_variant *v, size_t count, const char *labe
 
 /* The code paths a generated input does not reach (issue 13): the exact fallback of the segment
  * variants (positives spanning more than APL_SEGMENT_MAX_SPAN deltas; |s| above
- * APL_SEGMENT_MAX_MAGNITUDE deltas), and both sides of cuda_sorted's shared/global histogram
+ * APL_SEGMENT_MAX_MAGNITUDE deltas), and both sides of cuda_sorted's shared|global histogram
  * boundary on this device. */
 static void paths(const apl_variant *v, size_t count)
 {
