@@ -10,6 +10,11 @@
 set -euo pipefail
 mode=$1 cmake=$2 build=$3 work=$4 cc=$5 cflags=$6 ldflags=$7 generator=$8
 here=$(cd "$(dirname "$0")" && pwd)
+# A sanitizer build's library holds C++ (Thrust) objects with UBSan's vptr checks: a C program
+# linked by clang must then ask for the C++ half of the sanitizer runtime too.
+if [[ " $ldflags " == *" -fsanitize="* ]] && "$cc" --version 2>/dev/null | grep -q clang; then
+  ldflags="$ldflags -fsanitize-link-c++-runtime -lstdc++"
+fi
 rm -rf "$work"
 mkdir -p "$work"
 prefix=$work/prefix
