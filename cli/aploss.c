@@ -61,16 +61,31 @@ static const char *const usage_gen_opts =
 
 static const char *const usage_gen =
     "usage: aploss gen --logits L.npy --targets T.npy [--loss alrp --eloc E.npy]\n"
-    "                  [generator options]\n"
+    "                  [--loss pap --iou I.npy] [generator options]\n"
     "\n"
     "Writes generated logits (float32) and targets (int8), shape (batch, anchors, classes);\n"
-    "with --loss alrp also e, the localisation error of each positive (float32, in [0, 2)).\n"
+    "with --loss alrp also e, the localisation error of each positive (float32, in [0, 2));\n"
+    "with --loss pap also the IoU of each positive (float32, in [0, 1)).\n"
     "\n";
+
+/* --loss pap's options, shared by run and verify (docs/SPEC_PAP.md). */
+#define PAP_USAGE                                                                                \
+    "  --loss pap         Parameterized AP Loss (docs/SPEC_PAP.md; the JSON has loss_fn and topk)\n" \
+    "  --iou I.npy        pap: the IoU of each positive, in the flat order of the positives\n"     \
+    "                     (1-D float32 or float64, in [0, 1])\n"                                   \
+    "  --params P         pap: the control points, a shipped set (retinanet, the default; rpn;\n" \
+    "                     rcnn) or C.npy, float32 of shape (5, 12) or (4, 12): rows H2 I2 I3 I1\n" \
+    "                     [H1], each x0 y0 .. x5 y5, x's strictly increasing from 0 to 1, y's\n" \
+    "                     nondecreasing from 0 to 1\n"                                              \
+    "  --topk K           pap: rank the K largest valid logits (default 100000, the published\n"   \
+    "                     setting); 0 or all ranks every valid entry\n"
 
 static const char *const usage_run =
     "usage: aploss run --variant NAME --logits L.npy --targets T.npy [--delta D]\n"
     "                  [--threads N] [--grad-out G.npy]\n"
     "                  [--loss alrp --eloc E.npy [--grad-eloc-out GE.npy]]\n"
+    "                  [--loss pap --iou I.npy [--params C.npy|retinanet|rpn|rcnn] [--topk K]\n"
+    "                   [--grad-iou-out GI.npy]]\n"
     "\n"
     "Runs one variant and prints one JSON object: variant, loss, positives, valid_negatives,\n"
     "elements, delta, threads, seconds (the variant's own time, file I/O excluded).\n"
@@ -83,18 +98,23 @@ static const char *const usage_run =
     "                     loss_cls and loss_loc, and loss is loss_cls)\n"
     "  --eloc E.npy       alrp: the localisation error e of each positive, in the flat order of\n"
     "                     the positives (1-D float32 or float64, finite, >= 0)\n"
-    "  --grad-eloc-out GE.npy  alrp: write d loss_loc / d e (float32, one per positive)\n";
+    "  --grad-eloc-out GE.npy  alrp: write d loss_loc / d e (float32, one per positive)\n"
+    PAP_USAGE
+    "  --grad-iou-out GI.npy   pap: write d loss / d IoU (float32, one per positive)\n";
 
 static const char *const usage_verify =
     "usage: aploss verify [--logits L.npy --targets T.npy | generator options] [--delta D]\n"
     "                     [--variants a,b,...] [--threads N]\n"
     "                     [--loss alrp [--eloc E.npy]]\n"
+    "                     [--loss pap [--iou I.npy] [--params P] [--topk K]]\n"
     "\n"
     "Runs the reference and every available variant (or those named) on the same input and\n"
     "prints max abs and relative gradient error, loss error, time and pass/fail. Exits 1 if any\n"
     "variant is outside the SPEC's tolerance (gradient 1e-6 relative to max |grad|, loss 1e-6).\n"
     "--loss alrp checks aLRP Loss (both gradients, both losses) on the variants that implement\n"
     "it; e comes from --eloc with --logits/--targets, and is generated with generated input.\n"
+    "--loss pap likewise (the loss and both gradients), with the IoUs from --iou or generated;\n"
+    "--params and --topk as for run.\n"
     "Without --logits/--targets the input is generated:\n";
 
 static const char *const usage_list = "usage: aploss list\n\nLists every variant.\n";
@@ -289,8 +309,6 @@ static apl_loss parse_loss(const char *s)
     apl_loss l;
     if (apl_loss_parse(s, &l, &err) != APL_OK)
         die(EXIT_USAGE, "--loss: %s", err.msg);
-    if (l == APL_LOSS_PAP)
-        die(EXIT_USAGE, "--loss pap: not available in the command line yet (ap or alrp)");
     return l;
 }
 
@@ -310,7 +328,8 @@ static void load_eloc(input *in, const char *epath)
         die(EXIT_FAIL, "%s", err.msg);
 }
 
-static void generate_eloc(input *in, const apl_gen_params *g)
+/* The generator's per-positive values for `loss`: aLRP's e or PAP's IoUs. */
+static void generate_aux(input *in, const apl_gen_params *g, apl_loss loss)
 {
     apl_error err = {0};
     size_t np = 0;
@@ -319,8 +338,9 @@ static void generate_eloc(input *in, const apl_gen_params *g)
     in->n_aux = np;
     in->aux = malloc((np ? np : 1) * sizeof *in->aux);
     if (!in->aux)
-        die(EXIT_FAIL, "cannot allocate e for %zu positives", np);
-    if (apl_generate_aux(g, APL_LOSS_ALRP, in->targets, in->n, in->aux, np, &err) != APL_OK)
+        die(EXIT_FAIL, "cannot allocate %s for %zu positives", loss == APL_LOSS_PAP ? "iou" : "e",
+            np);
+    if (apl_generate_aux(g, loss, in->targets, in->n, in->aux, np, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
 }
 
@@ -336,9 +356,109 @@ static apl_problem make_problem(const input *in, apl_loss loss, double delta, co
     return p;
 }
 
+/* ---- PAP's options: --iou, --params, --topk ---- */
+
+typedef struct {
+    const char *ipath;  /* --iou I.npy */
+    const char *pname;  /* --params: a shipped set's name or a C.npy path */
+    size_t topk;        /* 0 = every valid entry */
+    int given;          /* --params or --topk appeared */
+    const float *ctrl;  /* the control points, param_rows x 12 */
+    int rows;
+    float *owned;       /* ctrl when read from a file */
+} pap_opts;
+
+#define PAP_DEFAULT_TOPK 100000 /* num_topk in every official head and config */
+
+/* --topk K: an integer K >= 1, or 0 / "all" for every valid entry. Read as a number so that the
+ * published 1e5 can be written as such; fractions, negatives and words are refused (a K < 1
+ * would leave a positive without rows: D = 0 and a NaN loss). */
+static size_t parse_topk(const char *s)
+{
+    if (!strcmp(s, "all"))
+        return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v) || v < 0.0 || v != floor(v) ||
+        v > 9007199254740992.0 || (v > 0.0 && v < 1.0))
+        die(EXIT_USAGE, "--topk '%s': expected an integer K >= 1, or 0 or all to rank every "
+                        "valid entry", s);
+    return (size_t)v;
+}
+
+/* --iou, --params and --topk with --loss pap and only then; --iou is needed where the input
+ * comes from files (`needed`). PAP's ramp has delta 1: another --delta is refused, not ignored. */
+static void check_pap_options(const char *cmd, apl_loss loss, const pap_opts *po, int needed,
+                              double delta)
+{
+    if (loss == APL_LOSS_PAP && needed && !po->ipath)
+        die(EXIT_USAGE, "%s: --loss pap needs --iou I.npy (one IoU per positive)", cmd);
+    if (loss != APL_LOSS_PAP && po->ipath)
+        die(EXIT_USAGE, "%s: --iou is for --loss pap only", cmd);
+    if (loss != APL_LOSS_PAP && po->given)
+        die(EXIT_USAGE, "%s: --params and --topk are for --loss pap only", cmd);
+    if (loss == APL_LOSS_PAP && delta != 1.0)
+        die(EXIT_USAGE, "%s: --delta is not used by --loss pap (its ramp has delta 1)", cmd);
+}
+
+/* The control points: a shipped set by name, else a C.npy, checked here so that a refusal names
+ * the file. */
+static void load_pap_params(pap_opts *po)
+{
+    apl_error err = {0};
+    const char *name = po->pname ? po->pname : "retinanet";
+    if (apl_pap_params(name, &po->ctrl, &po->rows, &err) == APL_OK)
+        return;
+    struct stat st;
+    if (stat(name, &st) != 0 && !strchr(name, '/') && !strstr(name, ".npy"))
+        die(EXIT_USAGE, "--params '%s': expected retinanet, rpn, rcnn or a C.npy file", name);
+    if (apl_npy_read_pap_params(name, &po->owned, &po->rows, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    if (apl_check_pap_params(po->owned, po->rows, &err) != APL_OK)
+        die(EXIT_FAIL, "%s: %s", name, err.msg);
+    po->ctrl = po->owned;
+}
+
+static void load_iou(input *in, const char *ipath)
+{
+    apl_error err = {0};
+    if (apl_npy_read_aux(ipath, "iou", &in->aux, &in->n_aux, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+}
+
+/* Completes a PAP problem and checks it: logits, targets and the parameters were checked as
+ * they were read, so a refusal is about the IoUs and names the file they came from. */
+static void pap_problem(apl_problem *p, const pap_opts *po)
+{
+    p->params = po->ctrl;
+    p->param_rows = po->rows;
+    p->topk = po->topk;
+    apl_error err = {0};
+    if (apl_check_problem(p, &err) != APL_OK)
+        die(EXIT_FAIL, "%s: %s", po->ipath ? po->ipath : "generated iou", err.msg);
+}
+
 /* Generator options shared by gen and verify; returns 1 if `opt` was one of them. */
 enum { O_BATCH = 256, O_ANCHORS, O_CLASSES, O_POS_RATE, O_IGNORE_RATE, O_DIST, O_SEED, O_LOGITS,
-       O_TARGETS, O_DELTA, O_VARIANT, O_VARIANTS, O_GRAD_OUT, O_HELP, O_LOSS, O_ELOC, O_GRAD_ELOC_OUT, O_THREADS };
+       O_TARGETS, O_DELTA, O_VARIANT, O_VARIANTS, O_GRAD_OUT, O_HELP, O_LOSS, O_ELOC, O_GRAD_ELOC_OUT, O_THREADS,
+       O_IOU, O_GRAD_IOU_OUT, O_PARAMS, O_TOPK };
+/* --loss pap's options of run and verify (gen takes --iou only). */
+#define PAP_LONG_OPTS                                                                            \
+    {"iou", required_argument, 0, O_IOU}, {"params", required_argument, 0, O_PARAMS},            \
+        {"topk", required_argument, 0, O_TOPK}
+
+/* Returns 1 if `opt` was one of PAP_LONG_OPTS. */
+static int pap_option(int opt, const char *arg, pap_opts *po)
+{
+    switch (opt) {
+    case O_IOU: po->ipath = arg; return 1;
+    case O_PARAMS: po->pname = arg; po->given = 1; return 1;
+    case O_TOPK: po->topk = parse_topk(arg); po->given = 1; return 1;
+    }
+    return 0;
+}
+
 #define GEN_LONG_OPTS                                                                            \
     {"batch", required_argument, 0, O_BATCH}, {"anchors", required_argument, 0, O_ANCHORS},      \
         {"classes", required_argument, 0, O_CLASSES},                                            \
@@ -421,11 +541,12 @@ static int cmd_gen(int argc, char **argv)
                                            {"targets", required_argument, 0, O_TARGETS},
                                            {"loss", required_argument, 0, O_LOSS},
                                            {"eloc", required_argument, 0, O_ELOC},
+                                           {"iou", required_argument, 0, O_IOU},
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
     apl_gen_params g;
     apl_gen_defaults(&g);
-    const char *lpath = NULL, *tpath = NULL, *epath = NULL;
+    const char *lpath = NULL, *tpath = NULL, *epath = NULL, *ipath = NULL;
     apl_loss loss = APL_LOSS_AP;
     int opt;
     while ((opt = next_option(argc, argv, longs, "gen")) != -1) {
@@ -439,6 +560,8 @@ static int cmd_gen(int argc, char **argv)
             loss = parse_loss(optarg);
         else if (opt == O_ELOC)
             epath = optarg;
+        else if (opt == O_IOU)
+            ipath = optarg;
         else if (opt == O_HELP) {
             printf("%s%s", usage_gen, usage_gen_opts);
             return 0;
@@ -448,10 +571,11 @@ static int cmd_gen(int argc, char **argv)
     if (!lpath || !tpath)
         die(EXIT_USAGE, "gen: --logits and --targets are required (see 'aploss gen --help')");
     check_loss_options("gen", loss, epath, 1);
+    check_pap_options("gen", loss, &(pap_opts){.ipath = ipath}, 1, 1.0);
     input in = {0};
     generate(&in, &g, "gen", BYTES_GEN);
-    if (loss == APL_LOSS_ALRP)
-        generate_eloc(&in, &g);
+    if (loss == APL_LOSS_ALRP || loss == APL_LOSS_PAP)
+        generate_aux(&in, &g, loss);
     apl_error err = {0};
     if (apl_npy_write_f32(lpath, in.logits, &in.shape, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
@@ -463,8 +587,11 @@ static int cmd_gen(int argc, char **argv)
     apl_shape es = {1, {in.n_aux}};
     if (epath && apl_npy_write_f32(epath, in.aux, &es, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
-    fprintf(stderr, "aploss: wrote %zu elements (%zu positives) to %s and %s%s%s\n", in.n, np,
-            lpath, tpath, epath ? ", e to " : "", epath ? epath : "");
+    if (ipath && apl_npy_write_f32(ipath, in.aux, &es, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    fprintf(stderr, "aploss: wrote %zu elements (%zu positives) to %s and %s%s%s%s%s\n", in.n, np,
+            lpath, tpath, epath ? ", e to " : "", epath ? epath : "", ipath ? ", iou to " : "",
+            ipath ? ipath : "");
     free(in.aux);
     free(in.logits);
     free(in.targets);
@@ -499,14 +626,19 @@ static int cmd_run(int argc, char **argv)
                                            {"eloc", required_argument, 0, O_ELOC},
                                            {"grad-eloc-out", required_argument, 0, O_GRAD_ELOC_OUT},
                                            {"threads", required_argument, 0, O_THREADS},
+                                           PAP_LONG_OPTS,
+                                           {"grad-iou-out", required_argument, 0, O_GRAD_IOU_OUT},
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
     const char *vname = NULL, *lpath = NULL, *tpath = NULL, *gpath = NULL;
-    const char *epath = NULL, *gepath = NULL;
+    const char *epath = NULL, *gepath = NULL, *gipath = NULL;
+    pap_opts po = {.topk = PAP_DEFAULT_TOPK};
     apl_loss loss = APL_LOSS_AP;
     double delta = 1.0;
     int opt, threads = 0;
     while ((opt = next_option(argc, argv, longs, "run")) != -1) {
+        if (pap_option(opt, optarg, &po))
+            continue;
         switch (opt) {
         case O_VARIANT: vname = optarg; break;
         case O_LOGITS: lpath = optarg; break;
@@ -516,6 +648,7 @@ static int cmd_run(int argc, char **argv)
         case O_LOSS: loss = parse_loss(optarg); break;
         case O_ELOC: epath = optarg; break;
         case O_GRAD_ELOC_OUT: gepath = optarg; break;
+        case O_GRAD_IOU_OUT: gipath = optarg; break;
         case O_THREADS: threads = parse_threads(optarg); break;
         case O_HELP: fputs(usage_run, stdout); return 0;
         }
@@ -527,6 +660,9 @@ static int cmd_run(int argc, char **argv)
     check_loss_options("run", loss, epath, 1);
     if (gepath && loss != APL_LOSS_ALRP)
         die(EXIT_USAGE, "run: --grad-eloc-out is for --loss alrp only");
+    check_pap_options("run", loss, &po, 1, delta);
+    if (gipath && loss != APL_LOSS_PAP)
+        die(EXIT_USAGE, "run: --grad-iou-out is for --loss pap only");
     const apl_variant *v = find_variant(vname);
     apl_error err = {0};
     if (!apl_variant_has_loss(v, loss))
@@ -539,6 +675,10 @@ static int cmd_run(int argc, char **argv)
     load_files(&in, lpath, tpath);
     if (epath)
         load_eloc(&in, epath);
+    if (loss == APL_LOSS_PAP) {
+        load_pap_params(&po);
+        load_iou(&in, po.ipath);
+    }
     float *grad_e = malloc((in.n_aux ? in.n_aux : 1) * sizeof *grad_e);
     if (!grad_e)
         die(EXIT_FAIL, "cannot allocate grad_e (%zu positives)", in.n_aux);
@@ -548,7 +688,9 @@ static int cmd_run(int argc, char **argv)
     apl_result r;
     apl_problem prob = make_problem(&in, loss, delta, epath);
     prob.threads = threads;
-    const apl_output out = {grad, loss == APL_LOSS_ALRP ? grad_e : NULL};
+    if (loss == APL_LOSS_PAP)
+        pap_problem(&prob, &po);
+    const apl_output out = {grad, loss != APL_LOSS_AP ? grad_e : NULL};
     double t0 = now_seconds();
     apl_status st = apl_run(v, &prob, &out, &r, &err);
     double secs = now_seconds() - t0;
@@ -559,7 +701,15 @@ static int cmd_run(int argc, char **argv)
     apl_shape es = {1, {in.n_aux}};
     if (gepath && apl_npy_write_f32(gepath, grad_e, &es, &err) != APL_OK)
         die(EXIT_FAIL, "%s", err.msg);
-    if (loss == APL_LOSS_ALRP)
+    if (gipath && apl_npy_write_f32(gipath, grad_e, &es, &err) != APL_OK)
+        die(EXIT_FAIL, "%s", err.msg);
+    if (loss == APL_LOSS_PAP) /* topk 0: every valid entry was ranked */
+        printf("{\"variant\": \"%s\", \"loss_fn\": \"pap\", \"loss\": %.17g, \"positives\": %zu, "
+               "\"valid_negatives\": %zu, \"elements\": %zu, \"topk\": %zu, \"param_rows\": %d, "
+               "\"threads\": %d, \"seconds\": %.9f}\n",
+               v->name, r.loss, r.positives, r.valid_negatives, in.n, po.topk, po.rows,
+               v->threaded ? apl_threads(threads) : 1, secs);
+    else if (loss == APL_LOSS_ALRP)
         printf("{\"variant\": \"%s\", \"loss_fn\": \"alrp\", \"loss\": %.17g, \"loss_cls\": %.17g, "
                "\"loss_loc\": %.17g, \"positives\": %zu, \"valid_negatives\": %zu, \"elements\": %zu, "
                "\"delta\": %.17g, \"threads\": %d, \"seconds\": %.9f}\n",
@@ -572,6 +722,7 @@ static int cmd_run(int argc, char **argv)
            v->threaded ? apl_threads(threads) : 1, secs);
     free(grad);
     free(grad_e);
+    free(po.owned);
     free(in.aux);
     free(in.logits);
     free(in.targets);
@@ -605,8 +756,10 @@ static int cmd_verify(int argc, char **argv)
                                            {"loss", required_argument, 0, O_LOSS},
                                            {"eloc", required_argument, 0, O_ELOC},
                                            {"threads", required_argument, 0, O_THREADS},
+                                           PAP_LONG_OPTS,
                                            {"help", no_argument, 0, O_HELP},
                                            {0}};
+    pap_opts po = {.topk = PAP_DEFAULT_TOPK};
     apl_gen_params g;
     apl_gen_defaults(&g);
     const char *lpath = NULL, *tpath = NULL, *list = NULL, *epath = NULL;
@@ -619,6 +772,8 @@ static int cmd_verify(int argc, char **argv)
             gen_opts = 1;
             continue;
         }
+        if (pap_option(opt, optarg, &po))
+            continue;
         switch (opt) {
         case O_LOGITS: lpath = optarg; break;
         case O_TARGETS: tpath = optarg; break;
@@ -639,6 +794,12 @@ static int cmd_verify(int argc, char **argv)
     if (epath && !lpath)
         die(EXIT_USAGE, "verify: --eloc goes with --logits/--targets (generated input gets "
                         "generated e)");
+    check_pap_options("verify", loss, &po, lpath != NULL, delta);
+    if (po.ipath && !lpath)
+        die(EXIT_USAGE, "verify: --iou goes with --logits/--targets (generated input gets "
+                        "generated IoUs)");
+    if (loss == APL_LOSS_PAP)
+        load_pap_params(&po);
     size_t count;
     const apl_variant *all = apl_variants(&count);
     if (list) /* every name in the list must exist */
@@ -657,12 +818,16 @@ static int cmd_verify(int argc, char **argv)
         load_files(&in, lpath, tpath);
         if (epath)
             load_eloc(&in, epath);
+        if (po.ipath)
+            load_iou(&in, po.ipath);
     } else {
         generate(&in, &g, "verify", BYTES_VERIFY);
-        if (loss == APL_LOSS_ALRP)
-            generate_eloc(&in, &g);
+        if (loss != APL_LOSS_AP)
+            generate_aux(&in, &g, loss);
     }
     apl_problem prob0 = make_problem(&in, loss, delta, epath);
+    if (loss == APL_LOSS_PAP)
+        pap_problem(&prob0, &po);
     size_t e1 = in.n_aux ? in.n_aux : 1;
     double *grad_e64 = malloc(e1 * sizeof *grad_e64);
     float *grad_e = malloc(e1 * sizeof *grad_e);
@@ -677,7 +842,7 @@ static int cmd_verify(int argc, char **argv)
         die(EXIT_FAIL, "cannot allocate gradients for %zu elements", in.n);
     apl_result ref;
     double t0 = now_seconds();
-    if (apl_reference(&prob0, grad64, loss == APL_LOSS_ALRP ? grad_e64 : NULL, &ref, &err) != APL_OK)
+    if (apl_reference(&prob0, grad64, loss != APL_LOSS_AP ? grad_e64 : NULL, &ref, &err) != APL_OK)
         die(EXIT_FAIL, "reference: %s", err.msg);
     double tref = now_seconds() - t0;
 
@@ -691,6 +856,10 @@ static int cmd_verify(int argc, char **argv)
     if (loss == APL_LOSS_ALRP)
         printf("loss alrp: loss_err is loss_cls's; each variant's second row has grad_e's "
                "max_rel_err and loss_loc's error, with the same tolerances\n");
+    if (loss == APL_LOSS_PAP)
+        printf("loss pap: %d parameter rows, topk %zu%s; each variant's second row has the IoU "
+               "gradient's max_rel_err, with the same tolerance\n", po.rows, po.topk,
+               po.topk ? "" : " (every valid entry ranked)");
     printf("%-18s %12s %12s %12s %11.6f  loss %.12f", "reference", "-", "-", "-", tref, ref.loss);
     if (loss == APL_LOSS_ALRP)
         printf(", loss_loc %.12f", ref.loss_loc);
@@ -713,7 +882,7 @@ static int cmd_verify(int argc, char **argv)
         apl_result r;
         apl_problem prob = prob0;
         prob.threads = threads;
-        const apl_output out = {grad, loss == APL_LOSS_ALRP ? grad_e : NULL};
+        const apl_output out = {grad, loss != APL_LOSS_AP ? grad_e : NULL};
         t0 = now_seconds();
         apl_status st = apl_run(v, &prob, &out, &r, &err);
         double secs = now_seconds() - t0;
@@ -735,6 +904,9 @@ static int cmd_verify(int argc, char **argv)
         if (loss == APL_LOSS_ALRP) /* a second row: grad_e's error and loss_loc's */
             printf("%-18s %12s %12.3e %12.3e %11s  (grad_e, loss_loc)\n", "", "",
                    ag.aux_max_rel_err, ag.loss_loc_err, "");
+        if (loss == APL_LOSS_PAP) /* a second row: the IoU gradient's error */
+            printf("%-18s %12s %12.3e %12s %11s  (grad_iou)\n", "", "", ag.aux_max_rel_err, "-",
+                   "");
         failed += !ag.pass;
     }
     if (ran == 0)
@@ -747,6 +919,7 @@ static int cmd_verify(int argc, char **argv)
     free(grad64);
     free(grad_e);
     free(grad_e64);
+    free(po.owned);
     free(in.aux);
     free(in.logits);
     free(in.targets);

@@ -614,6 +614,39 @@ apl_status apl_npy_read_aux(const char *path, const char *what, float **data, si
     return st;
 }
 
+/* PAP control points: float32 only (the heads hold them in float32, and the exact classification
+ * of docs/SPEC_PAP.md is defined for float32 points), shape (rows, 12) with 4 or 5 rows. The
+ * values themselves are apl_check_pap_params's to judge. */
+apl_status apl_npy_read_pap_params(const char *path, float **data, int *rows, apl_error *err)
+{
+    if (!data || !rows)
+        return apl_fail(err, APL_ERR_ARG, "apl_npy_read_pap_params: null output pointer");
+    *data = NULL;
+    *rows = 0;
+    if (!path)
+        return apl_fail(err, APL_ERR_ARG, "apl_npy_read_pap_params: null path");
+    npy_in in = {0};
+    npy_header h;
+    void *raw = NULL;
+    apl_status st = open_npy(path, &in, &h, err);
+    if (st == APL_OK && (!h.known || h.kind != K_FLOAT || h.itemsize != 4 || h.big_endian))
+        st = apl_fail(err, APL_ERR_FORMAT, "%s: pap parameters must be float32 ('<f4'), got '%s': "
+                      "save with arr.astype('<f4')", path, h.descr);
+    else if (st == APL_OK && (h.shape.ndim != 2 || h.shape.dims[1] != 12 ||
+                              (h.shape.dims[0] != 4 && h.shape.dims[0] != 5))) {
+        char sh[256];
+        st = apl_fail(err, APL_ERR_FORMAT, "%s: pap parameters must have shape (5, 12) or (4, 12) "
+                      "(rows H2 I2 I3 I1 [H1], each x0 y0 .. x5 y5), got shape %s", path,
+                      fmt_tuple(sh, sizeof sh, h.shape.dims, h.shape.ndim));
+    }
+    if (st == APL_OK)
+        st = read_float_data(&in, &h, &raw, err);
+    *data = finish(&in, raw, st, NULL, &h);
+    if (st == APL_OK)
+        *rows = (int)h.shape.dims[0];
+    return st;
+}
+
 /* Little-endian unsigned integer of `size` bytes. */
 static uint64_t load_le(const unsigned char *p, size_t size)
 {

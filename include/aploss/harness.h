@@ -108,6 +108,10 @@ apl_status apl_npy_read_f64(const char *path, double **data, apl_shape *shape, a
  * outside float32's range) with the file, `what[index]` and the value in the message. */
 apl_status apl_npy_read_aux(const char *path, const char *what, float **data, size_t *count,
                             apl_error *err);
+/* Reads PAP control points (docs/SPEC_PAP.md): float32 ('<f4') of shape (5, 12) or (4, 12),
+ * rows H2 I2 I3 I1 [H1]. Refuses other dtypes and shapes; the values are checked by
+ * apl_check_pap_params. */
+apl_status apl_npy_read_pap_params(const char *path, float **data, int *rows, apl_error *err);
 /* Writes float32 with the given shape: to a temporary file beside path, then rename; on any
  * failure nothing is left at path (an existing file there is untouched). */
 apl_status apl_npy_write_f32(const char *path, const float *data, const apl_shape *shape,
