@@ -97,7 +97,8 @@ static apl_status gather_positive_logits(const float *s, const int8_t *t, size_t
     *np = count[used];
     if (failed)
         return apl_fail(err, APL_ERR_NOMEM, "sorted: cannot allocate %zu positives", *np);
-    qsort(v, *np, sizeof *v, by_value);
+    if (*np > 1) /* qsort(NULL, 0, ...) is undefined behaviour (UBSan) */
+        qsort(v, *np, sizeof *v, by_value);
     *out = v;
     return APL_OK;
 }
