@@ -110,6 +110,11 @@ lib.apl_reference.argtypes = [_P, ctypes.c_void_p, ctypes.c_void_p, _R, _E]
 lib.apl_reference.restype = ctypes.c_int
 lib.apl_threads.argtypes = [ctypes.c_int]
 lib.apl_threads.restype = ctypes.c_int
+lib.apl_pap_params.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
+                               ctypes.POINTER(ctypes.c_int), _E]
+lib.apl_pap_params.restype = ctypes.c_int
+lib.apl_check_pap_params.argtypes = [ctypes.c_void_p, ctypes.c_int, _E]
+lib.apl_check_pap_params.restype = ctypes.c_int
 
 
 class VariantInfo:

@@ -22,6 +22,13 @@ alrp_loss(logits, targets, eloc, delta=1.0, *, variant="auto", scope="batch", th
     order of the positives). alrp_loss_with_grad returns (grad, grad_eloc, loss_cls, loss_loc).
     CPU rows implementing aLRP: see variants("alrp") (auto: the first non-quadratic one, else
     the first).
+pap_loss(logits, targets, iou, params="retinanet", topk=100000, *, variant="auto", threads=0)
+    Parameterized AP Loss (docs/SPEC_PAP.md): a 0-dim tensor with autograd to the logits and to
+    iou (one IoU in [0, 1] per positive, in the flat order of the positives). params: a shipped
+    set ("retinanet", "rpn", "rcnn") or a tensor of shape (5, 12) or (4, 12), rows H2 I2 I3 I1
+    [H1], each x0 y0 .. x5 y5 (rounded to float32, as the official heads hold them). topk: the
+    K >= 1 largest valid logits are ranked (100000, the published setting), 0 = every valid
+    entry. One ranking over the whole tensor (no scope). CPU rows: see variants("pap").
 variants(loss="ap", device=None)
     The names ap_loss accepts for `variant=`: the rows of the library's variant table that
     implement the loss and can run here (on `device`, "cpu" or "cuda", when given).
@@ -75,8 +82,8 @@ import torch
 
 from . import _lib
 
-__all__ = ["ap_loss", "ap_loss_with_grad", "alrp_loss", "alrp_loss_with_grad", "variants",
-           "reference"]
+__all__ = ["ap_loss", "ap_loss_with_grad", "alrp_loss", "alrp_loss_with_grad", "pap_loss",
+           "variants", "reference"]
 
 # The fastest exact row per device for each loss (measured: README, "Variants").
 _AUTO = {("ap", "cpu"): "sorted", ("ap", "cuda"): "cuda_sorted"}
@@ -255,12 +262,13 @@ def _library_error(code, msg, logits, targets, offset=0):
 
 
 def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, want_aux=False,
-         aux_offset=0, aux_name="aux"):
+         aux_offset=0, aux_name="aux", params=None, param_rows=0, topk=0):
     """One library call on flat contiguous float32 logits `s` and int8 targets `t8` (same
     device): returns (grad float32 flat, grad_aux float32 or None, apl_result). `aux` is the
     per-positive float32 input of aLRP (e) and PAP (IoU). `logits`, `targets` and `offset` (of
     `s` in the flattened logits) only word the error messages. The shared path of every loss
-    of this module."""
+    of this module. PAP: `params` (float32, param_rows x 12, contiguous, on s's device) and
+    `topk` (0 = every valid entry)."""
     n = s.numel()
     grad = torch.empty(n, dtype=torch.float32, device=s.device)
     grad_aux = None
@@ -272,6 +280,8 @@ def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, 
     if aux is not None:
         p.aux = aux.data_ptr() if aux.numel() else None
         p.n_aux = aux.numel()
+    if params is not None:
+        p.params, p.param_rows, p.topk = params.data_ptr(), param_rows, topk
     out = _lib.Output(grad=grad.data_ptr() if n else None,
                       grad_aux=grad_aux.data_ptr() if grad_aux is not None and grad_aux.numel()
                       else None)
@@ -291,17 +301,20 @@ def _run(row, loss, s, t8, delta, threads, logits, targets, offset=0, aux=None, 
                 raise ValueError("%s has %d values: expected one per positive (%d)"
                                  % (aux_name, aux.numel(), npos))
             bad_a = ~torch.isfinite(aux) | (aux < 0)
+            if loss == "pap":
+                bad_a |= aux > 1
             if bool(bad_a.any()):
                 k = int(bad_a.nonzero()[0, 0])
-                raise ValueError("%s[%d] = %g: expected a finite value >= 0"
-                                 % (aux_name, aux_offset + k, aux[k].item()))
+                raise ValueError("%s[%d] = %g: expected a finite value %s"
+                                 % (aux_name, aux_offset + k, aux[k].item(),
+                                    "in [0, 1]" if loss == "pap" else ">= 0"))
         with torch.cuda.device(s.device):
             p.stream = torch.cuda.current_stream(s.device).cuda_stream or None
             st = row.device_fn(ctypes.byref(p), ctypes.byref(out), ctypes.byref(res),
                                ctypes.byref(err))
     if st != _lib.APL_OK:
         msg = _lib.message(err)
-        m = re.match(r"^eloc\[(\d+)\]", msg)
+        m = re.match(r"^(?:eloc|iou)\[(\d+)\]", msg)
         if m:  # the library's aux messages index this call's slice
             msg = "%s[%d]%s" % (aux_name, int(m.group(1)) + aux_offset, msg[m.end():])
         raise _library_error(st, msg, logits, targets, offset)
@@ -321,7 +334,8 @@ def _check_aux(aux, name, logits):
                          "the positives)" % (name, list(aux.shape)))
 
 
-def _forward(loss, logits, targets, delta, variant, scope, threads, aux=None, aux_name=None):
+def _forward(loss, logits, targets, delta, variant, scope, threads, aux=None, aux_name=None,
+             **pap):
     """The shared forward of every loss: checks, one library call per scope unit. Returns
     (grad in logits' dtype and shape, grad_aux in aux's dtype or None, loss, loss_loc) with the
     losses as Python floats; with scope="image" the losses are per-image means and the
@@ -353,7 +367,7 @@ def _forward(loss, logits, targets, delta, variant, scope, threads, aux=None, au
     for lo, hi, alo, ahi in units:
         g, ga, res = _run(row, loss, s[lo:hi], t8[lo:hi], delta, threads, logits, targets,
                           offset=lo, aux=None if a is None else a[alo:ahi],
-                          want_aux=a is not None, aux_offset=alo, aux_name=aux_name)
+                          want_aux=a is not None, aux_offset=alo, aux_name=aux_name, **pap)
         grad[lo:hi] = g
         if ga is not None:
             grad_aux[alo:ahi] = ga
@@ -449,6 +463,90 @@ def alrp_loss_with_grad(logits, targets, eloc, delta=1.0, *, variant="auto", sco
     dt = _loss_dtype(logits)
     return (grad, grad_e, torch.tensor([lc], dtype=dt, device=logits.device),
             torch.tensor([ll], dtype=dt, device=logits.device))
+
+
+def _pap_params(params, device):
+    """(float32 control points, contiguous on `device`, rows) from a shipped set's name or a
+    tensor; ValueError/TypeError naming params and the offending point."""
+    err = _lib.Error()
+    if isinstance(params, str):
+        ptr, rows = ctypes.POINTER(ctypes.c_float)(), ctypes.c_int()
+        if _lib.lib.apl_pap_params(params.encode(), ctypes.byref(ptr), ctypes.byref(rows),
+                                   ctypes.byref(err)) != _lib.APL_OK:
+            raise ValueError("params = %r: expected 'retinanet', 'rpn', 'rcnn' or a tensor of "
+                             "shape (5, 12) or (4, 12)" % params)
+        c = torch.tensor(ptr[:rows.value * 12], dtype=torch.float32).reshape(rows.value, 12)
+    elif isinstance(params, torch.Tensor):
+        if not params.is_floating_point():
+            raise TypeError("params: dtype %s: expected a floating dtype (the control points "
+                            "are used rounded to float32)" % params.dtype)
+        if params.dim() != 2 or params.shape[1] != 12 or params.shape[0] not in (4, 5):
+            raise ValueError("params: shape %s: expected (5, 12) or (4, 12) (rows H2 I2 I3 I1 "
+                             "[H1], each x0 y0 .. x5 y5)" % list(params.shape))
+        c = params.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        if _lib.lib.apl_check_pap_params(c.data_ptr(), c.shape[0],
+                                         ctypes.byref(err)) != _lib.APL_OK:
+            raise ValueError("params: %s" % _lib.message(err))
+    else:
+        raise TypeError("params: expected 'retinanet', 'rpn', 'rcnn' or a torch.Tensor, got %s"
+                        % type(params).__name__)
+    return c.to(device), c.shape[0]
+
+
+def _pap_topk(topk):
+    if isinstance(topk, bool) or not isinstance(topk, numbers.Real):
+        raise TypeError("topk: expected an int, got %s" % type(topk).__name__)
+    if not (math.isfinite(topk) and topk == int(topk) and topk >= 0):
+        raise ValueError("topk = %s: expected an integer K >= 1, or 0 to rank every valid entry"
+                         % _fmt(topk))
+    return int(topk)
+
+
+def _pap_forward(logits, targets, iou, params, topk, variant, threads):
+    """(grad like logits, grad_iou like iou, loss float) of PAP, after its own checks."""
+    topk = _pap_topk(topk)
+    c, rows = None, 0  # _forward refuses logits that are not tensors
+    if isinstance(logits, torch.Tensor):
+        _check_aux(iou, "iou", logits)
+        v = iou.detach().reshape(-1)
+        bad = ~torch.isfinite(v) | (v < 0) | (v > 1)  # before float32 rounds 1 + 1e-9 to 1
+        if v.numel() and bool(bad.any()):
+            k = int(bad.nonzero()[0, 0])
+            raise ValueError("iou[%d] = %s: expected a finite value in [0, 1]"
+                             % (k, _fmt(v[k].item())))
+        c, rows = _pap_params(params, logits.device)
+    grad, grad_iou, loss, _ = _forward("pap", logits, targets, 1.0, variant, "batch", threads,
+                                       aux=iou, aux_name="iou", params=c, param_rows=rows,
+                                       topk=topk)
+    return grad, grad_iou, loss
+
+
+class _PAPLoss(torch.autograd.Function):
+    """forward: the PAP loss and both gradients (the library); backward: grad_output times
+    d loss / d logits and d loss / d iou."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, iou, params, topk, variant, threads):
+        grad, grad_iou, loss = _pap_forward(logits, targets, iou, params, topk, variant, threads)
+        ctx.save_for_backward(grad, grad_iou)
+        return torch.tensor(loss, dtype=_loss_dtype(logits), device=logits.device)
+
+    @staticmethod
+    def backward(ctx, go):
+        grad, grad_iou = ctx.saved_tensors
+        return go * grad, None, go * grad_iou, None, None, None, None
+
+
+def pap_loss(logits, targets, iou, params="retinanet", topk=100000, *, variant="auto",
+             threads=0):
+    """Parameterized AP Loss (docs/SPEC_PAP.md) as a 0-dim tensor with autograd to `logits` and
+    `iou`. `iou` holds one IoU in [0, 1] per positive, in the flat order of the positives
+    (iou[k] belongs to the k-th element with target 1; the official heads pass (GIoU + 1) / 2).
+    `params`: "retinanet", "rpn", "rcnn" (the official configs) or a (5, 12) / (4, 12) tensor of
+    control points; `topk`: rank the K largest valid logits (0: all of them). The whole tensor
+    is one ranking. Dtypes, variant, threads and errors as ap_loss; iou may be any floating
+    dtype on the logits' device."""
+    return _PAPLoss.apply(logits, targets, iou, params, topk, variant, threads)
 
 
 def reference(logits, targets, delta=1.0):
