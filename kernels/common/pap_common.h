@@ -94,4 +94,31 @@ void apl_pap_grad_aux(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np,
 /* The number of negatives among the rows (apl_result.valid_negatives for PAP). */
 size_t apl_pap_negative_rows(const apl_pap_rows *sel, const apl_pap_pos *pos, size_t np);
 
+/* ---- segment phases (pap_sorted.c), shared by sorted and cuda_pap ----
+ * The exact segment formulation in three steps around the O(M) passes, which are the caller's:
+ *   build:  the merged breakpoints O (S of them, ascending, distinct) of the sorted positives;
+ *           *plan is NULL (with APL_OK) when a breakpoint is not exact in double: the caller
+ *           then hands the call to naive;
+ *   pass 1: (caller) every negative row x adds to the histogram at k = first index with
+ *           O_k >= x (S + 1 segments): count[k] += 1, offset[k] += x - O_k-1 (k > 0),
+ *           tie[k] += [k < S and x == O_k]; hist is count, offset, tie, S + 1 each, and every
+ *           negative row's logit must pass apl_pap_logit_exact (else naive);
+ *   middle: adds the positive rows, computes the loss, G_k and Gfoot_k (S + 1 each), the
+ *           positives' gradients (grad_pos[i] for pos[i], sorted order) and grad_aux (when set);
+ *   pass 2: (caller) a negative row at segment k gets G_k + [k < S and x == O_k] Gfoot_k, any
+ *           other non-positive 0, and positive pos[i] gets grad_pos[i].
+ * The plan keeps pointers to fns and pos: they must outlive it. */
+typedef struct apl_pap_seg apl_pap_seg;
+apl_status apl_pap_seg_build(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np,
+                             apl_pap_seg **plan, apl_error *err);
+const double *apl_pap_seg_breakpoints(const apl_pap_seg *plan, size_t *S);
+size_t apl_pap_seg_find(const apl_pap_seg *plan, double x);
+apl_status apl_pap_seg_middle(const apl_pap_seg *plan, const double *hist, double *loss,
+                              double *Gk, double *Gf, double *grad_pos, float *grad_aux,
+                              apl_error *err);
+void apl_pap_seg_free(apl_pap_seg *plan);
+/* 1 when comparisons of this logit with the breakpoints in double are the float64 rule: 0, or
+ * a magnitude in [2^-29, 2^26]. */
+int apl_pap_logit_exact(float s);
+
 #endif

@@ -198,135 +198,121 @@ static inline int logit_in_range(float s)
     return a == 0.0f || (a >= 0x1p-29f && a <= 0x1p26f);
 }
 
-APL_VARIANT_FN(apl_pap_sorted)
-{
-    const int threads = apl_threads(p->threads);
-    const float *s = p->logits;
-    const int8_t *t = p->targets;
-    const size_t n = p->n;
-    float *grad = out->grad;
-    apl_pap_fns fns;
-    apl_pap_fns_init(p->params, p->param_rows, &fns);
-    const apl_pwl *H2 = &fns.f[APL_PAP_H2], *H1 = &fns.f[APL_PAP_H1];
-    apl_pap_rows sel;
-    apl_status st = apl_pap_select(s, t, n, p->topk, threads, &sel, err);
-    if (st != APL_OK)
-        return st;
-    apl_pap_pos *pos;
-    size_t np;
-    if ((st = apl_pap_gather(p, &fns, &sel, &pos, &np, err)) != APL_OK)
-        return st;
-    *res = (apl_result){.positives = np, .valid_negatives = apl_pap_negative_rows(&sel, pos, np)};
-    if (np == 0) { /* loss 0, every gradient 0 */
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
-    }
+/* ---- the O(|P|) phases, shared with cuda_pap (pap_common.h, "segment phases") ---- */
 
+struct apl_pap_seg {
+    const apl_pap_fns *fns;
+    const apl_pap_pos *pos;
+    size_t np, per, S; /* per: breakpoints per positive (6 of H2, then 6 of H1 or 1) */
+    double *O;         /* S distinct breakpoints, ascending */
+    size_t *lo;        /* lo[per i + m]: index of B_im in O */
+    segments g;
+};
+
+void apl_pap_seg_free(apl_pap_seg *q)
+{
+    if (q)
+        free(q->O), free(q->lo), free(q->g.start), free(q);
+}
+
+const double *apl_pap_seg_breakpoints(const apl_pap_seg *q, size_t *S)
+{
+    *S = q->S;
+    return q->O;
+}
+
+size_t apl_pap_seg_find(const apl_pap_seg *q, double x)
+{
+    return find(&q->g, x);
+}
+
+int apl_pap_logit_exact(float s)
+{
+    return logit_in_range(s);
+}
+
+apl_status apl_pap_seg_build(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np,
+                             apl_pap_seg **out, apl_error *err)
+{
+    *out = NULL;
+    const apl_pwl *H2 = &fns->f[APL_PAP_H2], *H1 = &fns->f[APL_PAP_H1];
     /* Breakpoints: H2's six per positive, H1's six (or s_i for the step); exact or fall back. */
-    const int n1 = fns.h1_step ? 1 : APL_PAP_POINTS;
+    const int n1 = fns->h1_step ? 1 : APL_PAP_POINTS;
     const size_t per = APL_PAP_POINTS + (size_t)n1;
+    apl_pap_seg *q = calloc(1, sizeof *q);
     double *O = malloc(per * np * sizeof *O);
-    size_t *lo = malloc(per * np * sizeof *lo); /* lo[per i + m]: index of B_im in O */
-    if (!O || !lo) {
-        free(O), free(lo), free(pos);
-        return apl_fail(err, APL_ERR_NOMEM, "sorted (pap): cannot allocate %zu breakpoints",
-                        per * np);
+    size_t *lo = malloc(per * np * sizeof *lo);
+    if (!q || !O || !lo) {
+        free(q), free(O), free(lo);
+        return apl_fail(err, APL_ERR_NOMEM, "pap: cannot allocate %zu breakpoints", per * np);
     }
+    *q = (apl_pap_seg){.fns = fns, .pos = pos, .np = np, .per = per, .O = O, .lo = lo};
     int exact = 1;
     size_t S = 0;
     for (size_t i = 0; i < np; i++) {
         exact &= logit_in_range((float)pos[i].s);
         for (size_t m = 0; m < per; m++) {
-            double T = m < APL_PAP_POINTS ? H2->T[m] : (fns.h1_step ? 0.0 : H1->T[m - 6]);
+            double T = m < APL_PAP_POINTS ? H2->T[m] : (fns->h1_step ? 0.0 : H1->T[m - 6]);
             double B = pos[i].s + T;
             double bb = B - pos[i].s; /* TwoSum: the rounding error of s_i + T is 0 */
             exact &= (pos[i].s - (B - bb)) + (T - bb) == 0.0;
             O[S++] = B;
         }
     }
-    if (!exact) {
-        free(O), free(lo), free(pos);
-        return apl_pap_naive(p, out, res, err);
+    if (!exact) { /* APL_OK with no plan: the caller hands the call to naive */
+        apl_pap_seg_free(q);
+        return APL_OK;
     }
     qsort(O, S, sizeof *O, by_value);
     size_t u = 0;
     for (size_t k = 0; k < S; k++)
         if (u == 0 || O[k] != O[u - 1])
             O[u++] = O[k];
-    S = u;
+    q->S = S = u;
     for (size_t i = 0; i < np; i++)
         for (size_t m = 0; m < per; m++) {
-            double T = m < APL_PAP_POINTS ? H2->T[m] : (fns.h1_step ? 0.0 : H1->T[m - 6]);
+            double T = m < APL_PAP_POINTS ? H2->T[m] : (fns->h1_step ? 0.0 : H1->T[m - 6]);
             lo[per * i + m] = lower_bound(O, 0, S, pos[i].s + T);
         }
-    segments g = {0};
-    if (segments_init(&g, O, S) != 0) {
-        free(O), free(lo), free(pos);
-        return apl_fail(err, APL_ERR_NOMEM, "sorted (pap): cannot allocate the segment index");
+    if (segments_init(&q->g, O, S) != 0) {
+        q->g.start = NULL;
+        apl_pap_seg_free(q);
+        return apl_fail(err, APL_ERR_NOMEM, "pap: cannot allocate the segment index");
     }
+    *out = q;
+    return APL_OK;
+}
 
-    /* Pass 1 over the negative rows: per-block histograms, fixed blocks. */
-    const size_t S1 = S + 1;
-    size_t nb = (n + 65535) / 65536;
-    if (nb > 64)
-        nb = 64;
-    size_t cap = ((size_t)1 << 24) / (3 * S1);
-    if (nb > cap)
-        nb = cap > 0 ? cap : 1;
-    /* Block histograms, then 2 summed histograms (unit weights, IoU weights), then prefixes. */
-    double *hmem = calloc((nb + 2) * 3 * S1, sizeof *hmem);
+apl_status apl_pap_seg_middle(const apl_pap_seg *q, const double *hist, double *loss, double *Gk,
+                              double *Gf, double *grad_pos, float *grad_aux, apl_error *err)
+{
+    const apl_pap_fns *fns = q->fns;
+    const apl_pwl *H2 = &fns->f[APL_PAP_H2], *H1 = &fns->f[APL_PAP_H1];
+    const apl_pap_pos *pos = q->pos;
+    const size_t np = q->np, per = q->per, S = q->S, S1 = S + 1, *lo = q->lo;
+    const double *O = q->O;
+    const segments *g = &q->g;
+    /* Two histograms (unit weights, IoU weights), their prefixes, the per-positive values. */
+    double *hmem = malloc(2 * 3 * S1 * sizeof *hmem);
     dd *pmem = malloc(2 * 3 * (S + 2) * sizeof *pmem);
-    double *mem = malloc((6 * np + 1 + 3 * S1) * sizeof *mem);
-    unsigned char *bad = calloc(nb, 1);
-    if (!hmem || !pmem || !mem || !bad) {
-        free(hmem), free(pmem), free(mem), free(bad), free(g.start), free(O), free(lo), free(pos);
-        return apl_fail(err, APL_ERR_NOMEM, "sorted (pap): cannot allocate histograms for %zu "
-                        "segments", S);
+    double *mem = malloc((6 * np + 1 + S1) * sizeof *mem);
+    size_t *kpos = malloc(np * sizeof *kpos);
+    if (!hmem || !pmem || !mem || !kpos) {
+        free(hmem), free(pmem), free(mem), free(kpos);
+        return apl_fail(err, APL_ERR_NOMEM, "pap: cannot allocate histograms for %zu segments",
+                        S);
     }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (size_t b = 0; b < nb; b++) {
-        double *hb = hmem + 3 * S1 * b;
-        histogram h = {hb, hb + S1, hb + 2 * S1};
-        const size_t j0 = n / nb * b + (b < n % nb ? b : n % nb);
-        const size_t j1 = j0 + n / nb + (b < n % nb);
-        int ok = 1;
-        for (size_t j = j0; j < j1; j++) {
-            if (t[j] != 0 || !apl_pap_is_row(&sel, s[j], 0, j))
-                continue;
-            ok &= logit_in_range(s[j]);
-            double x = (double)s[j];
-            hist_add(&h, &g, find(&g, x), x, 1.0);
-        }
-        bad[b] = (unsigned char)!ok;
-    }
-    for (size_t b = 0; b < nb; b++)
-        exact &= !bad[b];
-    free(bad);
-    if (!exact) {
-        free(hmem), free(pmem), free(mem), free(g.start), free(O), free(lo), free(pos);
-        return apl_pap_naive(p, out, res, err);
-    }
-    double *hu = hmem + 3 * S1 * nb, *hw = hu + 3 * S1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t k = 0; k < 3 * S1; k++) {
-        double sum = 0.0;
-        for (size_t b = 0; b < nb; b++)
-            sum += hmem[3 * S1 * b + k];
-        hu[k] = hw[k] = sum;
-    }
+    double *hu = hmem, *hw = hu + 3 * S1;
+    memcpy(hu, hist, 3 * S1 * sizeof *hu);
+    memcpy(hw, hist, 3 * S1 * sizeof *hw);
     histogram unit = {hu, hu + S1, hu + 2 * S1}, weighted = {hw, hw + S1, hw + 2 * S1};
     double *N = mem, *D = N + np, *Q = D + np, *c = Q + np, *F = c + np, *cc = F + np;
-    size_t *kpos = malloc(np * sizeof *kpos);
-    if (!kpos) {
-        free(hmem), free(pmem), free(mem), free(g.start), free(O), free(lo), free(pos);
-        return apl_fail(err, APL_ERR_NOMEM, "sorted (pap): cannot allocate %zu positives", np);
-    }
     /* The positive rows, in sorted order: weight 1 for D, w_i = 1 - I2(v_i) for N. */
     for (size_t i = 0; i < np; i++) {
-        kpos[i] = find(&g, pos[i].s);
+        kpos[i] = find(g, pos[i].s);
         if (pos[i].row) {
-            hist_add(&unit, &g, kpos[i], pos[i].s, 1.0);
-            hist_add(&weighted, &g, kpos[i], pos[i].s, pos[i].w);
+            hist_add(&unit, g, kpos[i], pos[i].s, 1.0);
+            hist_add(&weighted, g, kpos[i], pos[i].s, pos[i].w);
         }
     }
     prefix pu = {pmem, pmem + (S + 2), pmem + 2 * (S + 2), NULL};
@@ -337,17 +323,17 @@ APL_VARIANT_FN(apl_pap_sorted)
     for (size_t i = 0; i < np; i++) {
         const size_t *l = lo + per * i;
         N[i] = window_sum(&pw, H2, l, O, S, &Q[i]);
-        if (fns.h1_step) /* rows above s_i, and half of those on it */
+        if (fns->h1_step) /* rows above s_i, and half of those on it */
             D[i] = dd_val(dd_sub(pu.c[S + 1], pu.c[l[6] + 1])) + 0.5 * pu.tie[l[6]];
         else
             D[i] = window_sum(&pu, H1, l + 6, O, S, NULL);
     }
-    res->loss = apl_pap_loss(&fns, pos, np, N, D, c);
+    *loss = apl_pap_loss(fns, pos, np, N, D, c);
 
     /* G_k = sum_m sigma_m/2 sum{c_i : lo_m(i) < k <= lo_m+1(i)}: for each m the i form the run
      * [a_m, b_m) of the sorted positives, a difference of prefix sums of c (equal indices give
      * exactly 0). Gfoot_k = sigma_0/2 sum{c_i : lo_0(i) = k}. F(O_k) by its slopes G_k. */
-    double *Gk = cc + np + 1, *Gf = Gk + S1, *FO = Gf + S1;
+    double *FO = cc + np + 1;
     cc[0] = 0.0;
     for (size_t i = 0; i < np; i++)
         cc[i + 1] = cc[i] + c[i];
@@ -373,24 +359,13 @@ APL_VARIANT_FN(apl_pap_sorted)
         }
     }
 
-    /* Pass 2: every element's gradient; positives are overwritten below. */
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t j = 0; j < n; j++) {
-        float v = 0.0f;
-        if (t[j] == 0 && apl_pap_is_row(&sel, s[j], 0, j)) {
-            double x = (double)s[j];
-            size_t k = find(&g, x);
-            v = (float)(k < S && x == O[k] ? Gk[k] + Gf[k] : Gk[k]);
-        }
-        grad[j] = v;
-    }
     /* Positives: the row part minus the column part (c_i/2) Q_i, in double where they cancel.
      * The self pair (h = 1/2, piece ms) adds w_i c_i sigma_ms/2 to both: it is left out of both,
      * the row part by summing the runs of c around i (equal indices give exactly 0), so a
      * positive alone in its window gets exactly 0, as the contract's autograd does. */
     const int ms = apl_pwl_piece(H2, 0.5);
     for (size_t i = 0; i < np; i++) {
-        double x = pos[i].s, row = 0.0, q = Q[i];
+        double x = pos[i].s, row = 0.0, qi = Q[i];
         size_t k = kpos[i];
         F[i] = k == 0 ? 0.0 : FO[k - 1] + Gk[k] * (x - O[k - 1]);
         if (pos[i].row) {
@@ -404,12 +379,119 @@ APL_VARIANT_FN(apl_pap_sorted)
                                                        : cc[b] - cc[a]);
             }
             row = pos[i].w * (0.5 * sum + (k < S && x == O[k] ? Gf[k] : 0.0));
-            q -= H2->sigma[ms] * pos[i].w;
+            qi -= H2->sigma[ms] * pos[i].w;
         }
-        grad[pos[i].index] = (float)(row - 0.5 * c[i] * q);
+        grad_pos[i] = row - 0.5 * c[i] * qi;
     }
-    if (out->grad_aux)
-        apl_pap_grad_aux(&fns, pos, np, N, D, F, out->grad_aux);
-    free(kpos), free(hmem), free(pmem), free(mem), free(g.start), free(O), free(lo), free(pos);
+    if (grad_aux)
+        apl_pap_grad_aux(fns, pos, np, N, D, F, grad_aux);
+    free(hmem), free(pmem), free(mem), free(kpos);
+    return APL_OK;
+}
+
+APL_VARIANT_FN(apl_pap_sorted)
+{
+    const int threads = apl_threads(p->threads);
+    const float *s = p->logits;
+    const int8_t *t = p->targets;
+    const size_t n = p->n;
+    float *grad = out->grad;
+    apl_pap_fns fns;
+    apl_pap_fns_init(p->params, p->param_rows, &fns);
+    apl_pap_rows sel;
+    apl_status st = apl_pap_select(s, t, n, p->topk, threads, &sel, err);
+    if (st != APL_OK)
+        return st;
+    apl_pap_pos *pos;
+    size_t np;
+    if ((st = apl_pap_gather(p, &fns, &sel, &pos, &np, err)) != APL_OK)
+        return st;
+    *res = (apl_result){.positives = np, .valid_negatives = apl_pap_negative_rows(&sel, pos, np)};
+    if (np == 0) { /* loss 0, every gradient 0 */
+        memset(grad, 0, n * sizeof *grad);
+        return APL_OK;
+    }
+    apl_pap_seg *q;
+    if ((st = apl_pap_seg_build(&fns, pos, np, &q, err)) != APL_OK) {
+        free(pos);
+        return st;
+    }
+    if (!q) { /* a breakpoint not exact in double */
+        free(pos);
+        return apl_pap_naive(p, out, res, err);
+    }
+    const size_t S = q->S, S1 = S + 1;
+    const segments *g = &q->g;
+
+    /* Pass 1 over the negative rows: per-block histograms, fixed blocks. */
+    size_t nb = (n + 65535) / 65536;
+    if (nb > 64)
+        nb = 64;
+    size_t cap = ((size_t)1 << 24) / (3 * S1);
+    if (nb > cap)
+        nb = cap > 0 ? cap : 1;
+    /* Block histograms, then their sum; then G, Gfoot and the positives' gradients. */
+    double *hmem = calloc((nb + 1) * 3 * S1, sizeof *hmem);
+    double *gmem = malloc((2 * S1 + np) * sizeof *gmem);
+    unsigned char *bad = calloc(nb, 1);
+    if (!hmem || !gmem || !bad) {
+        free(hmem), free(gmem), free(bad), apl_pap_seg_free(q), free(pos);
+        return apl_fail(err, APL_ERR_NOMEM, "sorted (pap): cannot allocate histograms for %zu "
+                        "segments", S);
+    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (size_t b = 0; b < nb; b++) {
+        double *hb = hmem + 3 * S1 * b;
+        histogram h = {hb, hb + S1, hb + 2 * S1};
+        const size_t j0 = n / nb * b + (b < n % nb ? b : n % nb);
+        const size_t j1 = j0 + n / nb + (b < n % nb);
+        int ok = 1;
+        for (size_t j = j0; j < j1; j++) {
+            if (t[j] != 0 || !apl_pap_is_row(&sel, s[j], 0, j))
+                continue;
+            ok &= logit_in_range(s[j]);
+            double x = (double)s[j];
+            hist_add(&h, g, find(g, x), x, 1.0);
+        }
+        bad[b] = (unsigned char)!ok;
+    }
+    int exact = 1;
+    for (size_t b = 0; b < nb; b++)
+        exact &= !bad[b];
+    free(bad);
+    if (!exact) {
+        free(hmem), free(gmem), apl_pap_seg_free(q), free(pos);
+        return apl_pap_naive(p, out, res, err);
+    }
+    double *hsum = hmem + 3 * S1 * nb;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t k = 0; k < 3 * S1; k++) {
+        double sum = 0.0;
+        for (size_t b = 0; b < nb; b++)
+            sum += hmem[3 * S1 * b + k];
+        hsum[k] = sum;
+    }
+    double *Gk = gmem, *Gf = Gk + S1, *gpos = Gf + S1;
+    st = apl_pap_seg_middle(q, hsum, &res->loss, Gk, Gf, gpos, out->grad_aux, err);
+    if (st != APL_OK) {
+        free(hmem), free(gmem), apl_pap_seg_free(q), free(pos);
+        return st;
+    }
+    const double *O = q->O;
+
+    /* Pass 2: every element's gradient; positives are overwritten below. */
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t j = 0; j < n; j++) {
+        float v = 0.0f;
+        if (t[j] == 0 && apl_pap_is_row(&sel, s[j], 0, j)) {
+            double x = (double)s[j];
+            size_t k = find(g, x);
+            v = (float)(k < S && x == O[k] ? Gk[k] + Gf[k] : Gk[k]);
+        }
+        grad[j] = v;
+    }
+    for (size_t i = 0; i < np; i++)
+        grad[pos[i].index] = (float)gpos[i];
+    free(hmem), free(gmem), apl_pap_seg_free(q), free(pos);
     return APL_OK;
 }
