@@ -151,3 +151,29 @@ def variants():
 
 def message(err):
     return err.msg.decode(errors="replace")
+
+
+# ---- the sorted algorithm's phases (include/aploss/phases.h), for aploss.dist ----
+# A plan is used through its pointer only (the struct's fields are not read here).
+APL_HIST_WORDS = 3
+_c = ctypes
+lib.apl_sorted_plan_create.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_double,
+                                       _c.POINTER(_c.c_void_p), _E]
+lib.apl_sorted_plan_create.restype = _c.c_int
+lib.apl_sorted_plan_free.argtypes = [_c.c_void_p]
+lib.apl_sorted_plan_free.restype = None
+lib.apl_sorted_hist_len.argtypes = [_c.c_void_p]
+lib.apl_sorted_hist_len.restype = _c.c_size_t
+lib.apl_sorted_histogram.argtypes = [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_size_t,
+                                     _c.c_void_p, _c.c_void_p, _c.c_int,
+                                     _c.POINTER(_c.c_size_t), _E]
+lib.apl_sorted_histogram.restype = _c.c_int
+lib.apl_sorted_finish_ap.argtypes = [_c.c_void_p, _c.c_void_p, _c.POINTER(_c.c_double), _E]
+lib.apl_sorted_finish_ap.restype = _c.c_int
+lib.apl_sorted_apply.argtypes = [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_size_t,
+                                 _c.c_void_p, _c.c_void_p, _c.c_int, _E]
+lib.apl_sorted_apply.restype = _c.c_int
+# The range test `sorted` uses to hand a call to `pruned` (kernels/common/kernels.h; exported,
+# not in the public headers): the distributed driver takes the same decision from the same data.
+lib.apl_segments_in_range.argtypes = [_c.c_float, _c.c_float, _c.c_size_t, _c.c_double]
+lib.apl_segments_in_range.restype = _c.c_int

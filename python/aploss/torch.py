@@ -6,13 +6,14 @@
 
 Functions
 ---------
-ap_loss(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0)
+ap_loss(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0, group=None)
     AP-Loss (docs/SPEC.md) as a torch.autograd.Function, as the published code computes it: the
     forward pass computes the loss and its error-driven gradient together; backward returns
     grad_output * gradient. Returns a 0-dim tensor (float32; float64 for float64 logits) on the
     logits' device. Works under torch.no_grad, with retain_graph=True, and when called several
     times in one step (the gradients add up).
-ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0)
+ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0,
+                  group=None)
     (grad, loss) as the published AP_loss(logits, targets) returns them: grad shaped like
     logits (in the logits' dtype), loss of shape [1]. No autograd: for code that calls the
     published function directly.
@@ -55,6 +56,15 @@ scope    "batch": one ranking over every element (the published behaviour). "ima
          image's gradient divided by the number of images, so it is the gradient of that mean.
 threads  CPU threads for threaded variants; 0 (default) = the library's default
          (OMP_NUM_THREADS if set, else every core). Ignored on CUDA.
+group    None (default): no distribution. A torch.distributed process group (e.g.
+         torch.distributed.group.WORLD) with scope="batch": the batch is the concatenation of
+         every process's flattened inputs in rank order, ranked exactly as one process would
+         rank it (variant "auto" or "sorted"; the same delta everywhere), with O(|P|) traffic:
+         the loss is the same on every process and each process's gradient for its own
+         elements equals the one-process `sorted` result bit for bit. A bad input on one
+         process raises there and makes every other process raise (naming the failing rank).
+         gloo on CPU tensors is tested; NCCL on CUDA tensors is not (no GPU here). With
+         scope="image" nothing is communicated. Details, timeout and traffic: aploss.dist.
 
 CUDA tensors run the variant's device entry point on torch.cuda.current_stream() of the
 tensors' device: the data stays on the GPU (only the loss, a few counters and the validity flag
@@ -386,8 +396,13 @@ def _forward(loss, logits, targets, delta, variant, scope, threads, aux=None, au
     return grad, grad_aux, total, total_loc
 
 
-def _ap_grad_loss(logits, targets, delta, variant, scope, threads):
-    """(grad in logits' dtype and shape, loss as a Python float)."""
+def _ap_grad_loss(logits, targets, delta, variant, scope, threads, group=None):
+    """(grad in logits' dtype and shape, loss as a Python float). A process group with
+    scope="batch" ranks the batch across the group's processes (aploss.dist)."""
+    if group is not None and scope == "batch":
+        from . import dist
+        return dist.ap_grad_loss(logits, targets, delta, group=group, variant=variant,
+                                 threads=threads)
     grad, _, loss, _ = _forward("ap", logits, targets, delta, variant, scope, threads)
     return grad, loss
 
@@ -400,27 +415,29 @@ class _APLoss(torch.autograd.Function):
     """forward: loss and gradient together (the library); backward: grad_output * gradient."""
 
     @staticmethod
-    def forward(ctx, logits, targets, delta, variant, scope, threads):
-        grad, loss = _ap_grad_loss(logits, targets, delta, variant, scope, threads)
+    def forward(ctx, logits, targets, delta, variant, scope, threads, group):
+        grad, loss = _ap_grad_loss(logits, targets, delta, variant, scope, threads, group)
         ctx.save_for_backward(grad)
         return torch.tensor(loss, dtype=_loss_dtype(logits), device=logits.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         grad, = ctx.saved_tensors
-        return grad_output * grad, None, None, None, None, None
+        return grad_output * grad, None, None, None, None, None, None
 
 
-def ap_loss(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0):
+def ap_loss(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0,
+            group=None):
     """AP-Loss of `logits` against `targets` as a 0-dim tensor with autograd (see the module
-    docstring for the arguments, errors and dtypes)."""
-    return _APLoss.apply(logits, targets, delta, variant, scope, threads)
+    docstring for the arguments, errors and dtypes; `group` there and in aploss.dist)."""
+    return _APLoss.apply(logits, targets, delta, variant, scope, threads, group)
 
 
-def ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0):
+def ap_loss_with_grad(logits, targets, delta=1.0, *, variant="auto", scope="batch", threads=0,
+                      group=None):
     """(grad, loss) as the published AP_loss returns them: grad like logits (its dtype and
     shape), loss a tensor of shape [1]. No autograd."""
-    grad, loss = _ap_grad_loss(logits, targets, delta, variant, scope, threads)
+    grad, loss = _ap_grad_loss(logits, targets, delta, variant, scope, threads, group)
     return grad, torch.tensor([loss], dtype=_loss_dtype(logits), device=logits.device)
 
 
