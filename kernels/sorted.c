@@ -13,6 +13,7 @@
 #include "aploss/phases.h"
 #include "cpu_common.h"
 #include "kernels.h"
+#include "alrp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -136,11 +137,18 @@ APL_VARIANT_FN(apl_sorted)
     if (st == APL_OK)
         st = apl_sorted_histogram(plan, p->logits, p->targets, p->n, hist, memo, p->threads,
                                   &res->valid_negatives, err);
+    /* The finish step is the loss's own middle (aLRP: alrp_sorted.c); the rest is shared. */
+    size_t *alrp_index = NULL; /* aLRP: each sorted positive's flat index */
     if (st == APL_OK)
-        st = apl_sorted_finish_ap(plan, hist, &res->loss, err);
+        st = p->loss == APL_LOSS_ALRP
+                 ? apl_alrp_sorted_finish(plan, hist, p, out->grad_aux, &alrp_index, res, err)
+                 : apl_sorted_finish_ap(plan, hist, &res->loss, err);
     if (st == APL_OK)
         st = apl_sorted_apply(plan, p->logits, p->targets, p->n, memo, out->grad, p->threads,
                               err);
+    if (st == APL_OK && alrp_index) /* tied positives may differ in aLRP: by index */
+        apl_alrp_sorted_positives(plan, alrp_index, out->grad);
+    free(alrp_index);
     free(hist);
     apl_sorted_plan_free(plan);
     free(s);

@@ -30,8 +30,8 @@ static const apl_variant table[] = {
      .quadratic = 1, .threaded = 1,
      .description = "the published algorithm: compact valid negatives (s >= min positive - "
                     "delta), then loop"},
-    {.name = "sorted", .fn = apl_sorted, .device = APL_CPU, .losses = AP | PAP, .backend = "C",
-     .threaded = 1,
+    {.name = "sorted", .fn = apl_sorted, .device = APL_CPU, .losses = AP | ALRP | PAP,
+     .backend = "C", .threaded = 1,
      .description = "O(M log|P|): sort positives, pass 1 histograms b_i per segment, pass 2 "
                     "evaluates G(x)"},
     {.name = "thrust_sorted_cpu", .fn = THRUST_CPU_FN(apl_thrust_sorted_cpu), .device = APL_CPU,

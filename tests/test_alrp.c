@@ -8,6 +8,9 @@
  *   test_alrp foot           the small-b hazard at RetinaNet batch 1 (2.6e6 elements): a positive
  *                            with positives above it and only a few negatives at the foot of its
  *                            ramp, delta 1 and 0.1
+ *                            (and 1, 2, 3 threads bitwise)
+ *   test_alrp threads        RetinaNet batch 1 with tied logits: agreement, and every threaded
+ *                            aLRP variant bitwise the same with 1, 2 and 3 threads
  *   test_alrp large DIST D   RetinaNet batch 8 (2.1e7 elements)
  *
  * Balance (the paper's Theorem 2): |sum_V grad + sum_P grad| <= 1e-6 sum_P |grad|, sums in
@@ -337,6 +340,52 @@ static int small(void)
     return check_report("test_alrp small");
 }
 
+/* Every threaded aLRP variant gives bitwise the same loss_cls, loss_loc, gradient and grad_e
+ * with 1, 2 and 3 threads (issue 10's promise, for aLRP's own finish and tie handling). */
+static void check_threads(const char *what, const apl_problem *p0)
+{
+    size_t count;
+    const apl_variant *v = apl_variants(&count);
+    float *g[2] = {malloc((p0->n + 1) * sizeof(float)), malloc((p0->n + 1) * sizeof(float))};
+    float *ge[2] = {malloc((p0->n_aux + 1) * sizeof(float)),
+                    malloc((p0->n_aux + 1) * sizeof(float))};
+    for (size_t i = 0; i < count && g[0] && g[1] && ge[0] && ge[1]; i++) {
+        if (!v[i].threaded || !apl_variant_has_loss(&v[i], APL_LOSS_ALRP) ||
+            !check_runnable(&v[i]))
+            continue;
+        apl_result r[2];
+        for (int T = 1; T <= 3; T++) {
+            const int k = T > 1;
+            apl_problem p = *p0;
+            p.threads = T;
+            memset(g[k], 0x7f, p.n * sizeof(float)); /* every entry must be written */
+            memset(ge[k], 0x7f, p.n_aux * sizeof(float));
+            apl_error err = {0};
+            apl_output out = {g[k], ge[k]};
+            apl_status st = apl_run(&v[i], &p, &out, &r[k], &err);
+            CHECK(st == APL_OK, "%s/%s, %d threads: %s", what, v[i].name, T, err.msg);
+            if (st != APL_OK || T == 1)
+                continue;
+            CHECK(!memcmp(&r[0].loss, &r[1].loss, sizeof r[0].loss) &&
+                      !memcmp(&r[0].loss_loc, &r[1].loss_loc, sizeof r[0].loss_loc),
+                  "%s/%s: losses %.17g %.17g with %d threads, %.17g %.17g with 1", what,
+                  v[i].name, r[1].loss, r[1].loss_loc, T, r[0].loss, r[0].loss_loc);
+            size_t j = 0, e = 0;
+            while (j < p.n && !memcmp(&g[0][j], &g[1][j], sizeof(float)))
+                j++;
+            while (e < p.n_aux && !memcmp(&ge[0][e], &ge[1][e], sizeof(float)))
+                e++;
+            CHECK(j == p.n, "%s/%s: grad[%zu] = %.9g with %d threads, %.9g with 1", what,
+                  v[i].name, j, j < p.n ? (double)g[1][j] : 0.0, T,
+                  j < p.n ? (double)g[0][j] : 0.0);
+            CHECK(e == p.n_aux, "%s/%s: grad_e[%zu] differs with %d threads", what, v[i].name, e,
+                  T);
+        }
+        printf("  %-18s 1, 2, 3 threads: checked bitwise\n", v[i].name);
+    }
+    free(g[0]), free(g[1]), free(ge[0]), free(ge[1]);
+}
+
 /* The small-b hazard (docs/SPEC_ALRP.md): RetinaNet batch 1, mid; then a foot positive i0 above
  * every other element, two positives above it (one inside its window, one above it) with
  * errors, so c_i0 > 0, and three negatives within 5e-4 of ramp width above s_i0 - delta, so
@@ -385,7 +434,28 @@ static void foot(double delta)
     snprintf(what, sizeof what, "foot, delta %g (b_i0 %.3g, b_i3 %.3g)", delta, b0, b3);
     apl_problem p = problem(&in, delta);
     check_problem(what, &p);
+    check_threads(what, &p);
     free_input(&in);
+}
+
+/* RetinaNet batch 1 with logits rounded to 1/8 (positives tied with different e, whose L_i
+ * differ): every variant against the reference, then 1, 2, 3 threads bitwise; the foot cases
+ * are checked across threads in foot(). */
+static int threads(void)
+{
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    g.dist = APL_DIST_LATE;
+    gen_input in;
+    if (generate(&g, &in)) {
+        for (size_t j = 0; j < in.n; j++)
+            in.s[j] = roundf(in.s[j] * 8.0f) / 8.0f;
+        apl_problem p = problem(&in, 1.0);
+        check_problem("RetinaNet batch 1 late, ties", &p);
+        check_threads("RetinaNet batch 1 late, ties", &p);
+    }
+    free_input(&in);
+    return check_report("test_alrp threads");
 }
 
 static int large(const char *dist, double delta)
@@ -413,6 +483,8 @@ int main(int argc, char **argv)
         return fixtures(argc > 2 ? argv[2] : APL_CASES_DIR "/../alrp");
     if (!strcmp(mode, "small"))
         return small();
+    if (!strcmp(mode, "threads"))
+        return threads();
     if (!strcmp(mode, "foot")) {
         foot(1.0);
         foot(0.1);

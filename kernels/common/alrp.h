@@ -8,6 +8,7 @@
 #define APL_ALRP_H
 
 #include "cpu_common.h"
+#include "aploss/phases.h"
 
 #define APL_ALRP_EPS 1e-5 /* the head's fixed eps */
 
@@ -58,5 +59,21 @@ struct apl_alrp_io {
 /* Writes grad_e (sorted order, as from apl_alrp_weights) into out in flat order via rank. */
 void apl_alrp_scatter_grad_e(size_t np, const double *grad_e_sorted, const size_t *rank,
                              float *out);
+
+/* `sorted`'s finish for aLRP (alrp_sorted.c), in place of apl_sorted_finish_ap: b from hist,
+ * a = 1/2 + plan->pos_sums, c and e of the plan's positives (gathered again from p with their
+ * flat indices), apl_alrp_weights -> plan->pos_grad = -L/|P| and apl_sorted_coefficients;
+ * res->loss = loss_cls, res->loss_loc; grad_aux (NULL: not wanted) gets grad_e in flat order.
+ * *pos_index (malloc'ed, np entries) is the flat index of each sorted positive, for
+ * apl_alrp_sorted_positives after apl_sorted_apply. Does not touch p's gradient array (it
+ * holds the histogram's memo). */
+apl_status apl_alrp_sorted_finish(apl_sorted_plan *plan, const int64_t *hist,
+                                  const apl_problem *p, float *grad_aux, size_t **pos_index,
+                                  apl_result *res, apl_error *err);
+
+/* apl_sorted_apply gives tied positives one shared value by logit; aLRP's L_i differs between
+ * tied positives with different e: writes each positive's own -L_i/|P| by index. */
+void apl_alrp_sorted_positives(const apl_sorted_plan *plan, const size_t *pos_index,
+                               float *grad);
 
 #endif
