@@ -59,7 +59,8 @@ using aplbench::SweepCell;
 const char *const kSkipReasons =
     "no_device (GPU row, no CUDA device), not_built (not compiled into this binary), "
     "device_error (the CUDA driver failed), no_device_fn (GPU row without a device-resident "
-    "entry), no_aux_inputs (the loss needs aux inputs the benchmark cannot generate yet), "
+    "entry), no_aux_inputs (GPU row of a loss other than AP: the device-resident path, "
+    "apl_gpu_bench_*, carries no per-positive inputs yet), "
     "over_budget (predicted time per call above budget_s; predicted_s=...), "
     "refused:<reason> (disagrees with the reference; apl_reason_name), "
     "error:<status> (a call failed; apl_status_name)";
@@ -123,6 +124,9 @@ struct Input {
     std::vector<float> s;
     std::vector<int8_t> t;
     std::vector<float> grad;
+    // Per-positive inputs in the flat order of the positives (apl_generate_aux: the k-th value
+    // depends on the seed and k only, so a prefix of the input takes a prefix of them).
+    std::vector<float> eloc, iou;
     std::map<std::tuple<size_t, double, int>, Reference> refs; // (prefix elements, delta, loss)
     apl_gpu_bench *gpu = nullptr; // s and t on the device, made on first use by a GPU row
     Input() = default;
@@ -164,6 +168,15 @@ Input *get_input(const InputKey &k, std::string *error)
     }
     for (size_t j = 0; j < in->n; j++)
         in->positives += in->t[j] == 1;
+    in->eloc.resize(in->positives);
+    in->iou.resize(in->positives);
+    if (apl_generate_aux(&p, APL_LOSS_ALRP, in->t.data(), in->n, in->eloc.data(), in->positives,
+                         &err) != APL_OK ||
+        apl_generate_aux(&p, APL_LOSS_PAP, in->t.data(), in->n, in->iou.data(), in->positives,
+                         &err) != APL_OK) {
+        *error = fmt("generator (per-positive inputs): %s", err.msg);
+        return nullptr;
+    }
     g_input = std::move(in);
     return g_input.get();
 }
@@ -181,24 +194,31 @@ apl_gpu_bench *get_gpu(Input &in, std::string *error)
     return in.gpu;
 }
 
-// The problem a row solves on the first n elements of the input.
-// HOOK (aLRP, PAP): losses other than AP need aux inputs per positive (aLRP: e, the localisation
-// error; PAP: IoU, plus params and topk; see apl_problem in aploss/aploss.h). When the harness
-// gains a generator for them (apl_generate_aux or similar), fill prob.aux / n_aux (the first
-// |P of the prefix| entries: aux is in the flat order of the positives, so a prefix of the input
-// takes a prefix of aux), params, param_rows and topk here, from buffers kept in Input beside
-// s and t. Until then such rows are skipped with skip_reason=no_aux_inputs; AP needs nothing.
+// The problem a row solves on the first n elements of the input. aLRP takes e and PAP the IoUs
+// of the prefix's positives (a prefix of Input's arrays); PAP also the sweep's parameter set and
+// top-K (sweep.json "pap").
 bool make_problem(const Input &in, size_t n, apl_loss loss, double delta, int threads,
                   apl_problem *prob, std::string *why)
 {
     *prob = apl_ap_problem(in.s.data(), in.t.data(), n, delta);
     prob->loss = loss;
     prob->threads = threads;
-    if (loss != APL_LOSS_AP) {
-        *why = fmt("loss %s needs aux inputs per positive; the benchmark's input generator does "
-                   "not make them yet (aploss_bench.cc, make_problem)",
-                   apl_loss_name(loss));
-        return false;
+    if (loss == APL_LOSS_AP)
+        return true;
+    size_t np = in.positives;
+    if (n != in.n)
+        np = (size_t)std::count(in.t.begin(), in.t.begin() + (ptrdiff_t)n, (int8_t)1);
+    prob->aux = loss == APL_LOSS_ALRP ? in.eloc.data() : in.iou.data();
+    prob->n_aux = np;
+    if (loss == APL_LOSS_PAP) {
+        apl_error err{};
+        int rows = 0;
+        if (apl_pap_params(g_sweep.pap_params.c_str(), &prob->params, &rows, &err) != APL_OK) {
+            *why = fmt("sweep.json pap.params: %s", err.msg);
+            return false;
+        }
+        prob->param_rows = rows;
+        prob->topk = g_sweep.pap_topk;
     }
     return true;
 }
@@ -294,8 +314,12 @@ Decision decide(const Row &row)
     Input &in = *inp;
     const size_t classes = g_sweep.classes, n = in.n;
     apl_problem prob{};
+    if (v.device == APL_GPU && row.loss != APL_LOSS_AP)
+        return skip("no_aux_inputs",
+                    fmt("skipped: loss %s on the GPU: apl_gpu_bench_run carries no per-positive "
+                        "inputs or parameters yet (harness.h)", apl_loss_name(row.loss)));
     if (!make_problem(in, n, row.loss, c.delta, row.threads, &prob, &e))
-        return skip("no_aux_inputs", "skipped: " + e);
+        return skip("error:sweep", "error: " + e);
     Decision d;
     count_pv(in.s.data(), in.t.data(), n, c.delta, &d.positives, &d.valid_negatives);
 

@@ -208,6 +208,11 @@ bool load_sweep(const std::string &path, const std::string &mode, Sweep *out, st
         sw.classes = (size_t)num(gen, "classes", "generator");
         sw.ignore_rate = num(gen, "ignore_rate", "generator");
         sw.seed = (unsigned long long)num(gen, "seed", "generator");
+        if (root.get("pap")) { // optional: a sweep without PAP rows need not say
+            const Json &pap = field(root, "pap", Json::OBJ, "sweep");
+            sw.pap_params = field(pap, "params", Json::STR, "pap").str;
+            sw.pap_topk = (size_t)num(pap, "topk", "pap");
+        }
         const Json &modes = field(root, "modes", Json::OBJ, "sweep");
         const Json *m = modes.get(mode);
         if (!m || m->kind != Json::OBJ) {

@@ -31,6 +31,8 @@ struct Sweep {
     size_t classes = 80;
     double ignore_rate = 0.01;
     unsigned long long seed = 12345;
+    std::string pap_params = "retinanet"; // PAP rows: apl_pap_params name
+    size_t pap_topk = 100000;             // PAP rows: top-K (0 = untruncated)
     SweepMode mode;
     std::vector<SweepCell> cells; // declaration order, no duplicates (as bench/sweep.py)
 };
