@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """torch_baseline.py: the PyTorch baseline, timed on the benchmark's own inputs.
 
-The published AP-Loss algorithm as a PyTorch loop over the positives, written from the SPEC
-(docs/SPEC.md): batch ranking over all elements, pruning of negatives below
-min positive - delta, positives visited in ascending order of logit carrying max_prec and the
+The published AP-Loss algorithm as a PyTorch loop over the positives
+(python/aploss/published.py, the project's one transcription of it, from docs/SPEC.md): batch
+ranking over all elements, pruning of negatives below min positive - delta, positives visited in ascending order of logit carrying max_prec and the
 factor. Inputs come from `aploss gen` (the one generator, seed 12345), our loss and gradient
 from `aploss run --variant sorted`; the baseline's loss and gradient are compared with ours
 (the SPEC tolerance is 1e-6; float32 torch may be about that far off) and the differences are
@@ -33,6 +33,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep as sweepdecl  # noqa: E402  (bench/sweep.py, beside this file)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "python"))  # aploss.published: the AP-Loss transcription
 
 
 def bench_name(variant, cell, threads):
@@ -51,38 +53,12 @@ def cpu_model():
 
 
 def ap_loss_torch(torch, s, t, delta, sync):
-    """The published algorithm, from the SPEC, in float32. Returns (loss, grad)."""
-    grad = torch.zeros_like(s)
-    pos_mask = t == 1
-    fg = s[pos_mask]
-    P = fg.numel()
-    if P == 0:
-        return 0.0, grad
-    thr = fg.min() - delta
-    neg_mask = (t == 0) & (s >= thr)  # pruning: exact, H(s_j - s_i) = 0 below thr
-    bg = s[neg_mask]
-    order = torch.argsort(fg).tolist()  # ascending logits
-    fg_grad = torch.zeros_like(fg)
-    bg_grad = torch.zeros_like(bg)
-    max_prec = 0.0
-    prec_sum = 0.0
-    for ii in order:
-        fg_rel = torch.clamp((fg - fg[ii]) / (2 * delta) + 0.5, min=0, max=1)
-        bg_rel = torch.clamp((bg - fg[ii]) / (2 * delta) + 0.5, min=0, max=1)
-        rank_pos = 0.5 + torch.sum(fg_rel)  # H(0) = 0.5 for i itself: 1 + sum over k != i
-        rank = rank_pos + torch.sum(bg_rel)
-        cur = (rank_pos / rank).item()
-        if max_prec <= cur:
-            max_prec = cur
-            bg_grad += bg_rel / rank
-        else:
-            bg_grad += (bg_rel / rank) * ((1 - max_prec) / (1 - cur))
-        fg_grad[ii] = -(1 - max_prec)
-        prec_sum += max_prec
-    grad[pos_mask] = fg_grad / P
-    grad[neg_mask] = bg_grad / P
+    """The published algorithm in float32: python/aploss/published.py's transcription (the one
+    the tests compare with), imported here so that there is one. Returns (loss, grad)."""
+    from aploss.published import ap_loss_published  # python/ (importing it loads no library)
+    grad, loss = ap_loss_published(s, t, delta)
     sync()
-    return 1.0 - prec_sum / P, grad
+    return float(loss.item()), grad
 
 
 def run_cli(args):
