@@ -3,8 +3,8 @@
 
 The published AP-Loss algorithm as a PyTorch loop over the positives
 (python/aploss/published.py, the project's one transcription of it, from docs/SPEC.md): batch
-ranking over all elements, pruning of negatives below min positive - delta, positives visited in ascending order of logit carrying max_prec and the
-factor. Inputs come from `aploss gen` (the one generator, seed 12345), our loss and gradient
+ranking over all elements, pruning of negatives below min positive - delta, positives visited
+in ascending order of logit carrying max_prec and the factor. Inputs come from `aploss gen` (the one generator, seed 12345), our loss and gradient
 from `aploss run --variant sorted`; the baseline's loss and gradient are compared with ours
 (the SPEC tolerance is 1e-6; float32 torch may be about that far off) and the differences are
 recorded. Timings go to a Google Benchmark-like JSON (`benchmarks`: name, real_time, time_unit)
