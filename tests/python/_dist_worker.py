@@ -35,6 +35,13 @@ def main(rank, world, init, data_path, out_dir, timeout_s):
         if sc.get("nan_rank") == rank:
             s.reshape(-1)[sc["nan_index"]] = float("nan")
         delta = sc.get("delta_by_rank", {}).get(rank, 1.0)
+        real_histogram = ad._lib.lib.apl_sorted_histogram
+        if sc.get("histogram_fails_on") == rank:  # a failure after the first collective
+
+            def real_histogram_fails(*args):
+                args[-1]._obj.msg = b"histogram: cannot allocate (simulated)"
+                return 3  # APL_ERR_NOMEM
+            ad._lib.lib.apl_sorted_histogram = real_histogram_fails
         try:
             if sc.get("method") == "gather":
                 g, loss = ad.ap_grad_loss(s, t, delta, group=group, threads=1, method="gather")
@@ -48,6 +55,7 @@ def main(rank, world, init, data_path, out_dir, timeout_s):
             out[name] = {"loss": loss, "grad": g, "traffic": ad.last_traffic()}
         except Exception as e:  # the test checks who raised what
             out[name] = {"error": type(e).__name__, "message": str(e)}
+        ad._lib.lib.apl_sorted_histogram = real_histogram
     torch.save(out, os.path.join(out_dir, "rank%d.pt" % rank))
     dist.destroy_process_group()
 

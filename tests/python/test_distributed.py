@@ -67,6 +67,7 @@ def _scenarios():
     add("world4_ties", _ties(), [1, 1, 1, 1])
     add("world4_nan_on_rank1", small, [2, 2, 2, 2], nan_rank=1, nan_index=4321)
     add("world4_delta_mismatch", small, [2, 2, 2, 2], delta_by_rank={3: 0.5})
+    add("world4_histogram_fails_on_rank2", small, [2, 2, 2, 2], histogram_fails_on=2)
     add("world4_gather", small, [1, 2, 3, 2], method="gather")
     add("world4_image_scope", small, [2, 2, 2, 2], scope="image")
     add("traffic_few_anchors", few, [1, 1, 1, 1])
@@ -205,3 +206,15 @@ def test_group_needs_initialized_distributed():
     s, t = retinanet_like(1, 10, 4, seed=1)
     with pytest.raises(ValueError, match="not initialized"):
         apl.ap_loss(s, t, group=object())
+
+
+def test_failure_after_the_first_collective_raises_everywhere(runs):
+    """A library failure in the plan or the histogram (here a simulated out-of-memory on rank 2)
+    travels in the histogram's all_reduce: rank 2 raises its error, the others name it."""
+    sc, results = runs
+    got = results[2]["world4_histogram_fails_on_rank2"]
+    assert got["error"] == "RuntimeError" and "APL_ERR_NOMEM" in got["message"], got
+    for r in (0, 1, 3):
+        got = results[r]["world4_histogram_fails_on_rank2"]
+        assert got["error"] == "RuntimeError", got
+        assert "failed on rank 2 " in got["message"] and "(simulated)" in got["message"], got
