@@ -255,6 +255,8 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
 
 APL_VARIANT_FN(apl_cuda_sorted_device)
 {
+    if (p->loss == APL_LOSS_PAP) /* the row's second loss: its own phases, kernels/cuda_pap.cu */
+        return apl_cuda_pap_device(p, out, res, err);
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
         return cuda_sorted_core(APL_AP_ARGS(p, out), res, err);
@@ -263,6 +265,8 @@ APL_VARIANT_FN(apl_cuda_sorted_device)
 
 APL_VARIANT_FN(apl_cuda_sorted)
 {
+    if (p->loss == APL_LOSS_PAP)
+        return apl_cuda_pap(p, out, res, err);
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
         return run_from_host(cuda_sorted_core, APL_AP_ARGS(p, out), res, err);

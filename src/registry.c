@@ -42,10 +42,10 @@ static const apl_variant table[] = {
      .device = APL_GPU, .losses = AP, .backend = "CUDA", .quadratic = 1,
      .description = "published algorithm on the GPU: one warp per positive, scan for max_prec"},
     {.name = "cuda_sorted", .fn = GPU_FN(apl_cuda_sorted),
-     .device_fn = GPU_FN(apl_cuda_sorted_device), .device = APL_GPU, .losses = AP,
+     .device_fn = GPU_FN(apl_cuda_sorted_device), .device = APL_GPU, .losses = AP | PAP,
      .backend = "CUDA+CUB",
      .description = "sorted algorithm on the GPU: shared-memory segment histograms, scans, one "
-                    "pass for G(x)"},
+                    "pass for G(x); pap: sorted's segment phases, passes on the GPU"},
     {.name = "thrust_sorted_cuda", .fn = GPU_FN(apl_thrust_sorted_cuda),
      .device_fn = GPU_FN(apl_thrust_sorted_cuda_device), .device = APL_GPU, .losses = AP,
      .backend = "Thrust/CUDA",

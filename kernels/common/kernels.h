@@ -52,6 +52,10 @@ APL_VARIANT_FN(apl_thrust_sorted_cuda);
 APL_VARIANT_FN(apl_cuda_warp_device);
 APL_VARIANT_FN(apl_cuda_sorted_device);
 APL_VARIANT_FN(apl_thrust_sorted_cuda_device);
+/* Parameterized AP Loss on the GPU (kernels/cuda_pap.cu), reached through cuda_sorted's row:
+ * host pointers, and device pointers (logits, targets, aux, params, outputs). */
+APL_VARIANT_FN(apl_cuda_pap);
+APL_VARIANT_FN(apl_cuda_pap_device);
 /* Number of CUDA devices; 0 with the reason in err: APL_ERR_NODEVICE when there is no GPU (no
  * driver, no device), APL_ERR_CUDA when the driver fails although a GPU device node exists. */
 int apl_cuda_device_count(apl_error *err);

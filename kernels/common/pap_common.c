@@ -132,6 +132,11 @@ static int by_logit_then_index(const void *x, const void *y)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
+void apl_pap_pos_sort(apl_pap_pos *pos, size_t np)
+{
+    qsort(pos, np, sizeof *pos, by_logit_then_index);
+}
+
 apl_status apl_pap_gather(const apl_problem *p, const apl_pap_fns *fns, const apl_pap_rows *sel,
                           apl_pap_pos **pos, size_t *np, apl_error *err)
 {
@@ -156,7 +161,7 @@ apl_status apl_pap_gather(const apl_problem *p, const apl_pap_fns *fns, const ap
             e->w = e->row ? 1.0 - apl_pwl_value(&fns->f[APL_PAP_I2], e->v) : 0.0;
             k++;
         }
-    qsort(q, count, sizeof *q, by_logit_then_index);
+    apl_pap_pos_sort(q, count);
     *pos = q;
     return APL_OK;
 }

@@ -81,6 +81,9 @@ typedef struct {
 apl_status apl_pap_gather(const apl_problem *p, const apl_pap_fns *fns, const apl_pap_rows *sel,
                           apl_pap_pos **pos, size_t *np, apl_error *err);
 
+/* Sorts positives by ascending logit, ties by flat index (the order apl_pap_gather returns). */
+void apl_pap_pos_sort(apl_pap_pos *pos, size_t np);
+
 /* c_i = I3(v_i)/((P + 1e-8) D_i) for every sorted positive; returns the loss
  * sum_i [1 - I1(v_i) + I3(v_i) N_i/D_i] / (P + 1e-8), summed in the sorted order. */
 double apl_pap_loss(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np, const double *N,

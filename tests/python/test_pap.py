@@ -200,3 +200,29 @@ def test_refusals():
     with pytest.raises(ValueError, match=r"^targets\[5\] \(index \(0, 1, 1\)\) = 3: expected "
                        r"-1, 0 or 1"):
         apl.pap_loss(s, bad, v)
+
+
+GPU_ROWS = [v for v in apl.variants("pap", "cuda") if v != "auto"]
+
+
+@pytest.mark.skipif(not GPU_ROWS or not torch.cuda.is_available(),
+                    reason="no CUDA device, or no GPU variant of libaploss implements pap")
+@pytest.mark.parametrize("params", SETS)
+@pytest.mark.parametrize("topk", [0, 37])
+def test_cuda_rows(params, topk):
+    """The device entry point (device_fn: logits, targets, IoUs, params and outputs on the GPU)
+    against the float64 transcription, and the same bits on a second run."""
+    s, t, v = generated(68, anchors=300, classes=8, pos_rate=0.03, dyadic=True)
+    g64, gv64, l64 = published(s, t, v, params, topk)
+    for row in ["auto"] + GPU_ROWS:
+        out = []
+        for _ in range(2):
+            x, y = s.cuda().requires_grad_(), v.cuda().requires_grad_()
+            loss = apl.pap_loss(x, t.cuda(), y, params, topk, variant=row)
+            loss.backward()
+            out.append((loss.item(), x.grad.cpu(), y.grad.cpu()))
+        (l1, g1, gv1), (l2, g2, gv2) = out
+        assert l1 == l2 and torch.equal(g1, g2) and torch.equal(gv1, gv2), row
+        rel, dl = contract_errors(g1, l1, g64.reshape(s.shape), l64)
+        rel_v, _ = contract_errors(gv1, l1, gv64, l64)
+        assert max(rel, dl, rel_v) <= 1e-6, (row, params, topk, rel, dl, rel_v)
