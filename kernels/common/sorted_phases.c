@@ -41,11 +41,87 @@ typedef uint32_t __attribute__((may_alias)) memo_t;
 #define COPIES 4
 #define COPIES_MAX_SEGMENTS 8192
 
+/* The exact cell table. Finding an element's segment dominates the per-element work, and
+ * segment_index.h's grid still has to check O[k] <= x < O[k+1] (two gathers and a branch per
+ * element). Elements are floats, and the cell computation below is monotone in x, so the floats
+ * that fall in a cell form an interval: the plan finds, for every breakpoint O[m], the cells of
+ * the last float below it and the first float at or above it. Where those differ, no cell holds
+ * floats from both sides of O[m]; a cell that holds both for some m is marked mixed (-1). Every
+ * float in an unmixed cell then has the same segment, stored in the table: one lookup, no check,
+ * exact. Mixed cells (at most S - 1 of CELLS_PER_SEGMENT * S) take apl_seg_find. The portable
+ * and the AVX2 kernels compute the cell with the same IEEE operations, so they agree bit for
+ * bit (and the segment does not depend on how it was found anyway). */
+#define CELLS_PER_SEGMENT 16
+#define CELLS_MIN 256
+#define CELLS_MAX ((size_t)1 << 22) /* 16 MiB of table; more segments than cells: mostly mixed */
+typedef struct {
+    const int32_t *tab; /* cells + 1 entries: the segment, or -1 (mixed) */
+    double base, inv;   /* cell of x: (x - base) * inv, clamped to [0, cells], truncated */
+    double top;         /* (double)cells */
+} cell_table;
+
 /* The plan and its arrays, in one allocation. */
 typedef struct {
     apl_sorted_plan pub;
     apl_seg_index ix;
+    cell_table ct;
 } plan_block;
+
+static inline uint32_t cell_of(const cell_table *ct, double x)
+{
+    double r = (x - ct->base) * ct->inv;
+    r = r > 0.0 ? r : 0.0;       /* as _mm256_max_pd(r, 0) */
+    r = r < ct->top ? r : ct->top; /* as _mm256_min_pd(r, top) */
+    return (uint32_t)r;
+}
+
+static inline const plan_block *block_of(const apl_sorted_plan *p)
+{
+    return (const plan_block *)(const void *)p; /* pub is the first member */
+}
+
+/* The segment of a valid x (x >= O_0): the table's, or the search in a mixed cell. */
+static inline uint64_t seg_of(const plan_block *b, double x)
+{
+    int32_t e = b->ct.tab[cell_of(&b->ct, x)];
+    return e >= 0 ? (uint64_t)e : apl_seg_find(&b->ix, x);
+}
+
+static size_t table_cells(size_t S)
+{
+    size_t c = S <= CELLS_MAX / CELLS_PER_SEGMENT ? CELLS_PER_SEGMENT * S : CELLS_MAX;
+    return c < CELLS_MIN ? CELLS_MIN : c;
+}
+
+/* Fills tab (cells + 1 entries) for the S breakpoints O (S >= 2, O[S-1] > O[0]). */
+static cell_table cell_table_fill(const double *O, size_t S, size_t cells, int32_t *tab)
+{
+    cell_table ct = {tab, O[0], (double)cells / (O[S - 1] - O[0]), (double)cells};
+    /* tab[c] first holds the last breakpoint whose first float at or above it lies in cell c
+     * (-2: none), then the running maximum; mixed cells are marked in a second sweep. */
+    for (size_t c = 0; c <= cells; c++)
+        tab[c] = -2;
+    tab[0] = 0; /* every valid x is at or above O_0 */
+    for (size_t m = 1; m < S; m++) {
+        float hi = (float)O[m]; /* the first float at or above O[m] (|O| is far below FLT_MAX) */
+        if ((double)hi < O[m])
+            hi = nextafterf(hi, INFINITY);
+        tab[cell_of(&ct, (double)hi)] = (int32_t)m; /* m ascends, and so do the cells */
+    }
+    for (size_t c = 1; c <= cells; c++)
+        if (tab[c] < tab[c - 1])
+            tab[c] = tab[c - 1];
+    for (size_t m = 1; m < S; m++) {
+        float hi = (float)O[m];
+        if ((double)hi < O[m])
+            hi = nextafterf(hi, INFINITY);
+        float lo = nextafterf(hi, -INFINITY);
+        uint32_t c = cell_of(&ct, (double)hi);
+        if (cell_of(&ct, (double)lo) == c)
+            tab[c] = -1;
+    }
+    return ct;
+}
 
 static double i128_to_double(u128 v) /* two's complement; relative error < 2^-52 */
 {
@@ -113,6 +189,22 @@ static inline int64_t positive_of(const apl_sorted_plan *p, float x)
     return l < p->np && p->pos[l] == x ? (int64_t)l : -1;
 }
 
+/* Writes the positives' gradients in [j0, j1) (after their entries were zeroed); returns the
+ * first index whose positive is missing from the plan, or (size_t)-1. */
+static size_t positives_range(const apl_sorted_plan *p, const float *s, const int8_t *t,
+                              size_t j0, size_t j1, float *g)
+{
+    size_t bad = (size_t)-1;
+    for (size_t j = j0; j < j1; j++)
+        if (t[j] == 1) {
+            int64_t i = positive_of(p, s[j]);
+            if (i < 0 && bad == (size_t)-1)
+                bad = j;
+            g[j] = i < 0 ? 0.0f : (float)p->pos_grad[i];
+        }
+    return bad;
+}
+
 /* ---- portable kernels over [j0, j1) ---- */
 
 /* h: `copies` histograms of `words` entries each (copies a power of two; 1 when atomic). */
@@ -120,7 +212,7 @@ static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const 
                                 size_t j0, size_t j1, int64_t *h, size_t words, unsigned copies,
                                 int atomic, memo_t *memo)
 {
-    const apl_seg_index *ix = p->index;
+    const plan_block *b = block_of(p);
     const float thr = p->thr;
     const double qscale = ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS);
     size_t nv = 0;
@@ -128,8 +220,8 @@ static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const 
         if (t[j] != 0 || !(s[j] >= thr))
             continue;
         double x = (double)s[j];
-        uint64_t k = apl_seg_find(ix, x);
-        hist_add(h + (j & (copies - 1)) * words, k, offset_q(x, p->O[k], qscale), atomic);
+        uint64_t k = seg_of(b, x);
+        hist_add(h + (nv & (copies - 1)) * words, k, offset_q(x, p->O[k], qscale), atomic);
         if (memo)
             memo[j] = (uint32_t)k;
         nv++;
@@ -141,13 +233,14 @@ static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const 
 static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const int8_t *t,
                                  size_t j0, size_t j1, const memo_t *memo, float *g)
 {
+    const plan_block *b = block_of(p);
     const float thr = p->thr;
     size_t bad = (size_t)-1;
     for (size_t j = j0; j < j1; j++) {
         float v = 0.0f;
         if (t[j] == 0 && s[j] >= thr) {
             double x = (double)s[j];
-            uint64_t k = memo ? memo[j] : apl_seg_find(p->index, x);
+            uint64_t k = memo ? memo[j] : seg_of(b, x);
             v = eval_g(p, x, k);
         } else if (t[j] == 1) {
             int64_t i = positive_of(p, s[j]);
@@ -160,182 +253,175 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     return bad;
 }
 
-/* ---- AVX2 kernels ---- */
+/* ---- AVX2 kernels ----
+ * Both passes work a chunk at a time: the chunk's valid negatives are first packed into a short
+ * list (logit and position; no branch per element), then the list is processed four at a time
+ * with no data-dependent branch but the rare mixed cell, so neither a sparse nor a dense
+ * distribution pays for mispredicted branches. */
 #ifdef APL_HAVE_AVX2_KERNELS
-#define AVX2 __attribute__((target("avx2")))
+#define AVX2 __attribute__((target("avx2,bmi2")))
+enum { CHUNK = 1024 };
 
-/* 64-bit lane masks of a __m256d to 32-bit lanes of a __m128i. */
-AVX2 static inline __m128i mask64to32(__m256d m)
+/* Packs the valid negatives (t == 0, s >= thr) of s[0, len) into xs and their positions into
+ * js (len <= CHUNK); returns their number. *anypos: whether the chunk holds a positive. The
+ * left-packing permutation of 8 lanes comes from pext over the lane mask. */
+AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float thr,
+                              float *xs, uint32_t *js, int *anypos)
 {
-    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(m), pick));
+    const __m256 vthr = _mm256_set1_ps(thr);
+    const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), pos = zero;
+    const __m256i eight = _mm256_set1_epi32(8);
+    size_t m = 0, j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256i tv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(t + j)));
+        __m256 x = _mm256_loadu_ps(s + j);
+        pos = _mm256_or_si256(pos, _mm256_cmpeq_epi32(tv, one));
+        __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, zero)),
+                                  _mm256_cmp_ps(x, vthr, _CMP_GE_OQ));
+        unsigned mask = (unsigned)_mm256_movemask_ps(ok);
+        /* one byte 0xff per selected lane, then pext picks those lanes' indices in order */
+        uint64_t bytes = _pdep_u64(mask, 0x0101010101010101u) * 0xff;
+        uint64_t picked = _pext_u64(0x0706050403020100u, bytes);
+        __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)picked));
+        _mm256_storeu_ps(xs + m, _mm256_permutevar8x32_ps(x, perm));
+        _mm256_storeu_si256((__m256i *)(js + m), _mm256_permutevar8x32_epi32(idx, perm));
+        m += (size_t)__builtin_popcount(mask);
+        idx = _mm256_add_epi32(idx, eight);
+    }
+    *anypos = !_mm256_testz_si256(pos, pos);
+    for (; j < len; j++) {
+        if (t[j] == 0 && s[j] >= thr) {
+            xs[m] = s[j];
+            js[m++] = (uint32_t)j;
+        }
+        *anypos |= t[j] == 1;
+    }
+    return m;
 }
 
-/* The segments of 4 values (lanes outside `want` may hold anything and get a valid index):
- * the grid cell's first segment, then steps until O[k] <= x < O[k+1] holds in every wanted
- * lane; a lane still off after a few steps (a crowded cell) takes apl_seg_find. *Ok gets O[k]. */
-AVX2 static inline __m128i find4(const apl_sorted_plan *p, __m256d x, int want, __m256d *Ok)
+/* The segments of 4 valid values: the table's, and apl_seg_find in mixed cells. */
+AVX2 static inline __m128i seg4(const plan_block *b, __m256d x)
 {
-    const apl_seg_index *ix = p->index;
-    const double *O = p->O;
-    __m256d c = _mm256_mul_pd(_mm256_sub_pd(x, _mm256_set1_pd(ix->base)),
-                              _mm256_set1_pd(ix->inv_cell));
-    c = _mm256_min_pd(_mm256_max_pd(c, _mm256_setzero_pd()),
-                      _mm256_set1_pd((double)(ix->cells - 1)));
-    __m128i cell = _mm256_cvttpd_epi32(c);
-    __m128i k = _mm_i32gather_epi32((const int *)ix->lo, cell, 4);
-    __m256d lo = _mm256_i32gather_pd(O, k, 8), up = _mm256_i32gather_pd(O + 1, k, 8);
-    /* Only wanted lanes move: another lane's x may lie below O_0, where stepping down would
-     * leave the array. */
-    const __m256d wm = _mm256_castsi256_pd(_mm256_cmpgt_epi64(
-        _mm256_and_si256(_mm256_set1_epi64x(want), _mm256_setr_epi64x(1, 2, 4, 8)),
-        _mm256_setzero_si256()));
-    for (int step = 0; step < 3; step++) {
-        __m256d below = _mm256_and_pd(wm, _mm256_cmp_pd(up, x, _CMP_LE_OQ)); /* O[k+1] <= x */
-        __m256d above = _mm256_and_pd(wm, _mm256_cmp_pd(lo, x, _CMP_GT_OQ)); /* O[k] > x */
-        int off = _mm256_movemask_pd(_mm256_or_pd(below, above));
-        if (!off) {
-            *Ok = lo;
-            return k;
-        }
-        k = _mm_add_epi32(_mm_sub_epi32(k, mask64to32(below)), mask64to32(above));
-        lo = _mm256_i32gather_pd(O, k, 8);
-        up = _mm256_i32gather_pd(O + 1, k, 8);
-    }
-    int off = _mm256_movemask_pd(_mm256_or_pd(_mm256_cmp_pd(up, x, _CMP_LE_OQ),
-                                              _mm256_cmp_pd(lo, x, _CMP_GT_OQ))) &
-              want;
-    if (off) {
-        uint32_t kk[4];
+    const cell_table *ct = &b->ct;
+    __m256d r = _mm256_mul_pd(_mm256_sub_pd(x, _mm256_set1_pd(ct->base)),
+                              _mm256_set1_pd(ct->inv));
+    r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), _mm256_set1_pd(ct->top));
+    __m128i k = _mm_i32gather_epi32(ct->tab, _mm256_cvttpd_epi32(r), 4);
+    if (__builtin_expect(_mm_movemask_ps(_mm_castsi128_ps(k)) != 0, 0)) {
+        int32_t kk[4];
         double xx[4];
         _mm_storeu_si128((__m128i *)kk, k);
         _mm256_storeu_pd(xx, x);
         for (int l = 0; l < 4; l++)
-            if (off >> l & 1)
-                kk[l] = (uint32_t)apl_seg_find(ix, xx[l]);
+            if (kk[l] < 0)
+                kk[l] = (int32_t)apl_seg_find(&b->ix, xx[l]);
         k = _mm_loadu_si128((const __m128i *)kk);
-        lo = _mm256_i32gather_pd(O, k, 8);
     }
-    *Ok = lo;
     return k;
-}
-
-/* Valid-negative and positive masks of 8 elements. */
-AVX2 static inline int masks8(const float *s, const int8_t *t, __m256 thr, int *posm)
-{
-    __m256i tv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)t));
-    __m256 x = _mm256_loadu_ps(s);
-    __m256 neg = _mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, _mm256_setzero_si256()));
-    *posm = _mm256_movemask_ps(
-        _mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, _mm256_set1_epi32(1))));
-    return _mm256_movemask_ps(_mm256_and_ps(neg, _mm256_cmp_ps(x, thr, _CMP_GE_OQ)));
 }
 
 AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
                                    size_t j0, size_t j1, int64_t *h, size_t words,
                                    unsigned copies, int atomic, memo_t *memo)
 {
-    const __m256 thr = _mm256_set1_ps(p->thr);
+    const plan_block *b = block_of(p);
     const __m256d qscale = _mm256_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS));
     const __m256d qmax = _mm256_set1_pd(QMAX), magic = _mm256_set1_pd(0x1p52);
     const __m256i qmask = _mm256_set1_epi64x((int64_t)((UINT64_C(1) << 52) - 1));
-    size_t nv = 0, j = j0;
-    for (; j + 8 <= j1; j += 8) {
-        int posm;
-        int m = masks8(s + j, t + j, thr, &posm);
-        if (!m)
-            continue;
-        __m256 xf = _mm256_loadu_ps(s + j);
-        uint32_t kk[8];
-        uint64_t qq[8];
-        for (int half = 0; half < 2; half++) {
-            __m256d x = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(xf, 1)
-                                             : _mm256_castps256_ps128(xf));
-            __m256d Ok;
-            __m128i k = find4(p, x, m >> (4 * half) & 15, &Ok);
+    float xs[CHUNK + 8];
+    uint32_t js[CHUNK + 8], ks[CHUNK + 8];
+    uint64_t qs[CHUNK + 8];
+    size_t nv = 0;
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        int anypos;
+        const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        for (size_t i = m; i < m + 4; i++) /* pad the last group with a valid value */
+            xs[i] = p->thr;
+        /* Segments and offsets of the whole list first, then the adds: a gather may not run
+         * ahead of older stores whose addresses are unknown, so interleaving the adds (whose
+         * addresses come from the gathers) would chain every group to the one before. */
+        for (size_t i = 0; i < m; i += 4) {
+            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
+            __m128i k = seg4(b, x);
+            __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
             /* offset_q: rint((x - O_k) * qscale) clamped to [0, 2^52 - 1], then its bits */
             __m256d r = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(x, Ok), qscale),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), qmax);
             __m256i q = _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(r, magic)), qmask);
-            _mm_storeu_si128((__m128i *)(kk + 4 * half), k);
-            _mm256_storeu_si256((__m256i *)(qq + 4 * half), q);
+            _mm_storeu_si128((__m128i *)(ks + i), k);
+            _mm256_storeu_si256((__m256i *)(qs + i), q);
         }
+        /* element i adds to copy i % copies: independent chains on a crowded segment */
+        for (size_t i = 0; i < m; i++)
+            hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
         if (memo)
-            _mm256_maskstore_epi32((int *)(memo + j),
-                                   _mm256_cmpgt_epi32(
-                                       _mm256_and_si256(_mm256_set1_epi32(m),
-                                                        _mm256_setr_epi32(1, 2, 4, 8, 16, 32,
-                                                                          64, 128)),
-                                       _mm256_setzero_si256()),
-                                   _mm256_loadu_si256((const __m256i *)kk));
-        for (int w = m; w; w &= w - 1) {
-            int l = __builtin_ctz((unsigned)w);
-            hist_add(h + ((unsigned)l & (copies - 1)) * words, kk[l], qq[l], atomic);
-        }
-        nv += (size_t)__builtin_popcount((unsigned)m);
+            for (size_t i = 0; i < m; i++)
+                memo[c0 + js[i]] = ks[i];
+        nv += m;
     }
-    return nv + hist_range_scalar(p, s, t, j, j1, h, words, copies, atomic, memo);
+    return nv;
 }
 
 AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
                                     size_t j0, size_t j1, const memo_t *memo, float *g)
 {
-    const __m256 thr = _mm256_set1_ps(p->thr);
-    const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    size_t bad = (size_t)-1, j = j0;
-    for (; j + 8 <= j1; j += 8) {
-        int posm;
-        int m = masks8(s + j, t + j, thr, &posm);
-        if (!m && !posm) {
-            _mm256_storeu_ps(g + j, _mm256_setzero_ps());
-            continue;
+    const plan_block *b = block_of(p);
+    float xs[CHUNK + 8], gs[CHUNK + 8];
+    uint32_t js[CHUNK + 8];
+    size_t bad = (size_t)-1;
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        int anypos;
+        const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        for (size_t i = m; i < m + 4; i++) {
+            xs[i] = p->thr;
+            js[i] = js[0]; /* a memo entry of this chunk that is read anyway */
         }
-        __m256 out = _mm256_setzero_ps();
-        if (m) {
-            __m256i vmask = _mm256_cmpgt_epi32(
-                _mm256_and_si256(_mm256_set1_epi32(m), lane_bits), _mm256_setzero_si256());
-            __m256 xf = _mm256_loadu_ps(s + j);
-            __m256i k8 = memo ? _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(memo + j)),
-                                                 vmask)
-                              : _mm256_setzero_si256();
-            __m128 gh[2];
-            for (int half = 0; half < 2; half++) {
-                __m256d x = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(xf, 1)
-                                                 : _mm256_castps256_ps128(xf));
-                __m128i k;
-                __m256d Ok;
-                if (memo) {
-                    k = half ? _mm256_extracti128_si256(k8, 1) : _mm256_castsi256_si128(k8);
-                    Ok = _mm256_i32gather_pd(p->O, k, 8);
-                } else {
-                    k = find4(p, x, m >> (4 * half) & 15, &Ok);
-                }
-                __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
-                __m256d b = _mm256_i32gather_pd(p->beta, k, 8);
-                /* (float)(alpha_k + beta_k * (x - O_k)), as eval_g */
-                gh[half] = _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_mul_pd(b, _mm256_sub_pd(x, Ok))));
+        /* G of the list, before the chunk is zeroed (the memo may live in g) */
+        for (size_t i = 0; i < m; i += 4) {
+            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
+            __m128i k;
+            if (memo) {
+                uint32_t kk[4] = {memo[c0 + js[i]], memo[c0 + js[i + 1]], memo[c0 + js[i + 2]],
+                                  memo[c0 + js[i + 3]]};
+                if (m - i < 4) /* the padding's value is valid but its memo entry is not hers */
+                    for (size_t l = m - i; l < 4; l++)
+                        kk[l] = 0;
+                k = _mm_loadu_si128((const __m128i *)kk);
+            } else {
+                k = seg4(b, x);
             }
-            out = _mm256_and_ps(_mm256_set_m128(gh[1], gh[0]), _mm256_castsi256_ps(vmask));
+            __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
+            __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
+            __m256d be = _mm256_i32gather_pd(p->beta, k, 8);
+            /* (float)(alpha_k + beta_k * (x - O_k)), as eval_g (no FMA) */
+            _mm_storeu_ps(gs + i, _mm256_cvtpd_ps(_mm256_add_pd(
+                                      a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok)))));
         }
-        _mm256_storeu_ps(g + j, out);
-        for (int w = posm; w; w &= w - 1) {
-            size_t jj = j + (size_t)__builtin_ctz((unsigned)w);
-            int64_t i = positive_of(p, s[jj]);
-            if (i < 0 && bad == (size_t)-1)
-                bad = jj;
-            g[jj] = i < 0 ? 0.0f : (float)p->pos_grad[i];
+        float *gc = g + c0;
+        size_t z = 0;
+        for (; z + 8 <= len; z += 8)
+            _mm256_storeu_ps(gc + z, _mm256_setzero_ps());
+        for (; z < len; z++)
+            gc[z] = 0.0f;
+        for (size_t i = 0; i < m; i++)
+            gc[js[i]] = gs[i];
+        if (__builtin_expect(anypos, 0)) {
+            size_t b2 = positives_range(p, s, t, c0, c0 + len, g);
+            bad = b2 < bad ? b2 : bad;
         }
     }
-    size_t b2 = apply_range_scalar(p, s, t, j, j1, memo, g);
-    return bad != (size_t)-1 ? bad : b2;
+    return bad;
 }
 #endif
 
 static int use_avx2(const apl_sorted_plan *p)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
-    return p->simd && __builtin_cpu_supports("avx2");
+    return p->simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 #else
     (void)p;
     return 0;
@@ -412,11 +498,12 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
                         "sorted plan: %zu positives in [%g, %g] with delta %g are outside the "
                         "segment algorithm's range (see APL_SEGMENT_MAX_SPAN)",
                         np, (double)pos_sorted[0], (double)pos_sorted[np - 1], delta);
-    const size_t S = 2 * np, cells = (size_t)apl_seg_cells(S);
+    const size_t S = 2 * np, cells = (size_t)apl_seg_cells(S), tcells = table_cells(S);
     /* One block: the struct, then doubles, then 64-bit, then 32-bit and float arrays. */
     const size_t nd = (S + 1) /* O */ + np /* pos_sums */ + 2 * S /* alpha beta */ + np;
     const size_t bytes = sizeof(plan_block) + nd * sizeof(double) + S * sizeof(uint64_t) +
-                         (2 * np + 2 * cells) * sizeof(uint32_t) + np * sizeof(float);
+                         (2 * np + 2 * cells + tcells + 1) * sizeof(uint32_t) +
+                         np * sizeof(float);
     plan_block *b = calloc(1, bytes);
     if (!b)
         return apl_fail(err, APL_ERR_NOMEM, "sorted plan: cannot allocate %zu bytes for %zu "
@@ -425,7 +512,8 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
            *beta = alpha + S, *pos_grad = beta + S;
     uint64_t *E = (uint64_t *)(pos_grad + np);
     uint32_t *lo = (uint32_t *)(E + S), *hi = lo + np, *clo = hi + np, *chi = clo + cells;
-    float *pos = (float *)(chi + cells);
+    int32_t *ctab = (int32_t *)(chi + cells);
+    float *pos = (float *)(ctab + tcells + 1);
     apl_sorted_plan *p = &b->pub;
     memcpy(pos, pos_sorted, np * sizeof *pos);
 
@@ -445,6 +533,7 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
     for (size_t k = 0; k < S; k++)
         E[k] = (uint64_t)rint((O[k] - O[0]) * escale);
     b->ix = apl_seg_index_fill(O, S, clo, chi);
+    b->ct = cell_table_fill(O, S, tcells, ctab);
 
     p->np = np;
     p->segments = S;
