@@ -40,6 +40,9 @@ typedef uint32_t __attribute__((may_alias)) memo_t;
  * histogram, so four chains run side by side (up to COPIES_MAX_SEGMENTS segments). */
 #define COPIES 4
 #define COPIES_MAX_SEGMENTS 8192
+/* From this many elements (16 MiB of gradient) apply writes with non-temporal stores: the array
+ * is far larger than the caches, and reading it for ownership would add a third of the traffic. */
+#define STREAM_MIN ((size_t)1 << 22)
 
 /* The exact cell table. Finding an element's segment dominates the per-element work, and
  * segment_index.h's grid still has to check O[k] <= x < O[k+1] (two gathers and a branch per
@@ -189,10 +192,10 @@ static inline int64_t positive_of(const apl_sorted_plan *p, float x)
     return l < p->np && p->pos[l] == x ? (int64_t)l : -1;
 }
 
-/* Writes the positives' gradients in [j0, j1) (after their entries were zeroed); returns the
- * first index whose positive is missing from the plan, or (size_t)-1. */
+/* Writes the gradients of the positives in [j0, j1) into out[j - j0] (after the entries were
+ * zeroed); returns the first index whose positive is missing from the plan, or (size_t)-1. */
 static size_t positives_range(const apl_sorted_plan *p, const float *s, const int8_t *t,
-                              size_t j0, size_t j1, float *g)
+                              size_t j0, size_t j1, float *out)
 {
     size_t bad = (size_t)-1;
     for (size_t j = j0; j < j1; j++)
@@ -200,7 +203,7 @@ static size_t positives_range(const apl_sorted_plan *p, const float *s, const in
             int64_t i = positive_of(p, s[j]);
             if (i < 0 && bad == (size_t)-1)
                 bad = j;
-            g[j] = i < 0 ? 0.0f : (float)p->pos_grad[i];
+            out[j - j0] = i < 0 ? 0.0f : (float)p->pos_grad[i];
         }
     return bad;
 }
@@ -365,11 +368,14 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
     return nv;
 }
 
+/* stream: write the gradient with non-temporal stores (a large array: no read for ownership,
+ * the gradient is not read back soon). */
 AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
-                                    size_t j0, size_t j1, const memo_t *memo, float *g)
+                                    size_t j0, size_t j1, const memo_t *memo, float *g,
+                                    int stream)
 {
     const plan_block *b = block_of(p);
-    float xs[CHUNK + 8], gs[CHUNK + 8];
+    float xs[CHUNK + 8], gs[CHUNK + 8], ob[CHUNK];
     uint32_t js[CHUNK + 8];
     size_t bad = (size_t)-1;
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
@@ -401,19 +407,33 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
             _mm_storeu_ps(gs + i, _mm256_cvtpd_ps(_mm256_add_pd(
                                       a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok)))));
         }
-        float *gc = g + c0;
+        /* The chunk's gradient is assembled in ob, then written out in one sweep. */
         size_t z = 0;
         for (; z + 8 <= len; z += 8)
-            _mm256_storeu_ps(gc + z, _mm256_setzero_ps());
+            _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
         for (; z < len; z++)
-            gc[z] = 0.0f;
+            ob[z] = 0.0f;
         for (size_t i = 0; i < m; i++)
-            gc[js[i]] = gs[i];
+            ob[js[i]] = gs[i];
         if (__builtin_expect(anypos, 0)) {
-            size_t b2 = positives_range(p, s, t, c0, c0 + len, g);
+            size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
             bad = b2 < bad ? b2 : bad;
         }
+        float *gc = g + c0;
+        z = 0;
+        if (stream) {
+            for (; z < len && ((uintptr_t)(gc + z) & 31); z++)
+                gc[z] = ob[z];
+            for (; z + 8 <= len; z += 8)
+                _mm256_stream_ps(gc + z, _mm256_loadu_ps(ob + z));
+        }
+        for (; z + 8 <= len; z += 8)
+            _mm256_storeu_ps(gc + z, _mm256_loadu_ps(ob + z));
+        for (; z < len; z++)
+            gc[z] = ob[z];
     }
+    if (stream)
+        _mm_sfence(); /* the streamed stores are ordered before the caller's next access */
     return bad;
 }
 #endif
@@ -441,12 +461,13 @@ static size_t hist_range(const apl_sorted_plan *p, int avx2, const float *s, con
 }
 
 static size_t apply_range(const apl_sorted_plan *p, int avx2, const float *s, const int8_t *t,
-                          size_t j0, size_t j1, const memo_t *memo, float *g)
+                          size_t j0, size_t j1, const memo_t *memo, float *g, int stream)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
     if (avx2)
-        return apply_range_avx2(p, s, t, j0, j1, memo, g);
+        return apply_range_avx2(p, s, t, j0, j1, memo, g, stream);
 #endif
+    (void)stream;
     (void)avx2;
     return apply_range_scalar(p, s, t, j0, j1, memo, g);
 }
@@ -765,11 +786,11 @@ apl_status apl_sorted_apply(const apl_sorted_plan *p, const float *logits,
 {
     if (!p || (n && (!logits || !targets || !grad)))
         return apl_fail(err, APL_ERR_ARG, "sorted apply: null argument");
-    const int T = threads_for(threads, n), avx2 = use_avx2(p);
+    const int T = threads_for(threads, n), avx2 = use_avx2(p), stream = n >= STREAM_MIN;
     const memo_t *mm = (const memo_t *)memo;
     size_t bad = (size_t)-1;
     if (T == 1) {
-        bad = apply_range(p, avx2, logits, targets, 0, n, mm, grad);
+        bad = apply_range(p, avx2, logits, targets, 0, n, mm, grad, stream);
     } else {
 #pragma omp parallel num_threads(T) reduction(min : bad)
         {
@@ -780,7 +801,7 @@ apl_status apl_sorted_apply(const apl_sorted_plan *p, const float *logits,
 #endif
             size_t j0, j1;
             thread_range(n, team, i, &j0, &j1);
-            size_t b = apply_range(p, avx2, logits, targets, j0, j1, mm, grad);
+            size_t b = apply_range(p, avx2, logits, targets, j0, j1, mm, grad, stream);
             bad = b < bad ? b : bad;
         }
     }
