@@ -59,8 +59,8 @@ typedef uint32_t __attribute__((may_alias)) memo_t;
 #define CELLS_MAX ((size_t)1 << 22) /* 16 MiB of table; more segments than cells: mostly mixed */
 typedef struct {
     const int32_t *tab; /* cells + 1 entries: the segment, or -1 (mixed) */
-    double base, inv;   /* cell of x: (x - base) * inv, clamped to [0, cells], truncated */
-    double top;         /* (double)cells */
+    float base, inv;    /* cell of x: (x - base) * inv in float, clamped to [0, cells], truncated */
+    float top;          /* (float)cells, exact */
 } cell_table;
 
 /* The plan and its arrays, in one allocation. */
@@ -70,11 +70,12 @@ typedef struct {
     cell_table ct;
 } plan_block;
 
-static inline uint32_t cell_of(const cell_table *ct, double x)
+/* In float, eight lanes to a vector: any monotone formula serves, the table makes it exact. */
+static inline uint32_t cell_of(const cell_table *ct, float x)
 {
-    double r = (x - ct->base) * ct->inv;
-    r = r > 0.0 ? r : 0.0;       /* as _mm256_max_pd(r, 0) */
-    r = r < ct->top ? r : ct->top; /* as _mm256_min_pd(r, top) */
+    float r = (x - ct->base) * ct->inv;
+    r = r > 0.0f ? r : 0.0f;       /* as _mm256_max_ps(r, 0) */
+    r = r < ct->top ? r : ct->top; /* as _mm256_min_ps(r, top) */
     return (uint32_t)r;
 }
 
@@ -84,10 +85,10 @@ static inline const plan_block *block_of(const apl_sorted_plan *p)
 }
 
 /* The segment of a valid x (x >= O_0): the table's, or the search in a mixed cell. */
-static inline uint64_t seg_of(const plan_block *b, double x)
+static inline uint64_t seg_of(const plan_block *b, float x)
 {
     int32_t e = b->ct.tab[cell_of(&b->ct, x)];
-    return e >= 0 ? (uint64_t)e : apl_seg_find(&b->ix, x);
+    return e >= 0 ? (uint64_t)e : apl_seg_find(&b->ix, (double)x);
 }
 
 static size_t table_cells(size_t S)
@@ -99,7 +100,8 @@ static size_t table_cells(size_t S)
 /* Fills tab (cells + 1 entries) for the S breakpoints O (S >= 2, O[S-1] > O[0]). */
 static cell_table cell_table_fill(const double *O, size_t S, size_t cells, int32_t *tab)
 {
-    cell_table ct = {tab, O[0], (double)cells / (O[S - 1] - O[0]), (double)cells};
+    cell_table ct = {tab, (float)O[0], (float)((double)cells / (O[S - 1] - O[0])),
+                     (float)cells};
     /* tab[c] first holds the last breakpoint whose first float at or above it lies in cell c
      * (-2: none), then the running maximum; mixed cells are marked in a second sweep. */
     for (size_t c = 0; c <= cells; c++)
@@ -109,7 +111,7 @@ static cell_table cell_table_fill(const double *O, size_t S, size_t cells, int32
         float hi = (float)O[m]; /* the first float at or above O[m] (|O| is far below FLT_MAX) */
         if ((double)hi < O[m])
             hi = nextafterf(hi, INFINITY);
-        tab[cell_of(&ct, (double)hi)] = (int32_t)m; /* m ascends, and so do the cells */
+        tab[cell_of(&ct, hi)] = (int32_t)m; /* m ascends, and so do the cells */
     }
     for (size_t c = 1; c <= cells; c++)
         if (tab[c] < tab[c - 1])
@@ -119,8 +121,8 @@ static cell_table cell_table_fill(const double *O, size_t S, size_t cells, int32
         if ((double)hi < O[m])
             hi = nextafterf(hi, INFINITY);
         float lo = nextafterf(hi, -INFINITY);
-        uint32_t c = cell_of(&ct, (double)hi);
-        if (cell_of(&ct, (double)lo) == c)
+        uint32_t c = cell_of(&ct, hi);
+        if (cell_of(&ct, lo) == c)
             tab[c] = -1;
     }
     return ct;
@@ -223,7 +225,7 @@ static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const 
         if (t[j] != 0 || !(s[j] >= thr))
             continue;
         double x = (double)s[j];
-        uint64_t k = seg_of(b, x);
+        uint64_t k = seg_of(b, s[j]);
         hist_add(h + (nv & (copies - 1)) * words, k, offset_q(x, p->O[k], qscale), atomic);
         if (memo)
             memo[j] = (uint32_t)k;
@@ -243,7 +245,7 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
         float v = 0.0f;
         if (t[j] == 0 && s[j] >= thr) {
             double x = (double)s[j];
-            uint64_t k = memo ? memo[j] : seg_of(b, x);
+            uint64_t k = memo ? memo[j] : seg_of(b, s[j]);
             v = eval_g(p, x, k);
         } else if (t[j] == 1) {
             int64_t i = positive_of(p, s[j]);
@@ -303,25 +305,28 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
     return m;
 }
 
-/* The segments of 4 valid values: the table's, and apl_seg_find in mixed cells. */
-AVX2 static inline __m128i seg4(const plan_block *b, __m256d x)
+/* ks[i] = the segment of xs[i], i < m (xs padded to a multiple of 8 with valid values): the
+ * table's, eight at a time without a branch; groups with a mixed cell are noted and searched
+ * afterwards. */
+AVX2 static void segs_list(const plan_block *b, const float *xs, size_t m, uint32_t *ks)
 {
     const cell_table *ct = &b->ct;
-    __m256d r = _mm256_mul_pd(_mm256_sub_pd(x, _mm256_set1_pd(ct->base)),
-                              _mm256_set1_pd(ct->inv));
-    r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), _mm256_set1_pd(ct->top));
-    __m128i k = _mm_i32gather_epi32(ct->tab, _mm256_cvttpd_epi32(r), 4);
-    if (__builtin_expect(_mm_movemask_ps(_mm_castsi128_ps(k)) != 0, 0)) {
-        int32_t kk[4];
-        double xx[4];
-        _mm_storeu_si128((__m128i *)kk, k);
-        _mm256_storeu_pd(xx, x);
-        for (int l = 0; l < 4; l++)
-            if (kk[l] < 0)
-                kk[l] = (int32_t)apl_seg_find(&b->ix, xx[l]);
-        k = _mm_loadu_si128((const __m128i *)kk);
+    const __m256 base = _mm256_set1_ps(ct->base), inv = _mm256_set1_ps(ct->inv),
+                 top = _mm256_set1_ps(ct->top);
+    uint32_t mixed[CHUNK / 8 + 1];
+    size_t nm = 0;
+    for (size_t i = 0; i < m; i += 8) {
+        __m256 r = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xs + i), base), inv);
+        r = _mm256_min_ps(_mm256_max_ps(r, _mm256_setzero_ps()), top);
+        __m256i k = _mm256_i32gather_epi32(ct->tab, _mm256_cvttps_epi32(r), 4);
+        _mm256_storeu_si256((__m256i *)(ks + i), k);
+        mixed[nm] = (uint32_t)i;
+        nm += _mm256_movemask_ps(_mm256_castsi256_ps(k)) != 0;
     }
-    return k;
+    for (size_t g = 0; g < nm; g++)
+        for (size_t i = mixed[g]; i < mixed[g] + 8; i++)
+            if ((int32_t)ks[i] < 0)
+                ks[i] = (uint32_t)apl_seg_find(&b->ix, (double)xs[i]);
 }
 
 AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
@@ -340,21 +345,21 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         int anypos;
         const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
-        for (size_t i = m; i < m + 4; i++) /* pad the last group with a valid value */
+        for (size_t i = m; i < m + 8; i++) /* pad the last group with a valid value */
             xs[i] = p->thr;
+        segs_list(b, xs, m, ks);
         /* Segments and offsets of the whole list first, then the adds: a gather may not run
          * ahead of older stores whose addresses are unknown, so interleaving the adds (whose
          * addresses come from the gathers) would chain every group to the one before. */
         for (size_t i = 0; i < m; i += 4) {
             __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
-            __m128i k = seg4(b, x);
+            __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
             __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
             /* offset_q: rint((x - O_k) * qscale) clamped to [0, 2^52 - 1], then its bits */
             __m256d r = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(x, Ok), qscale),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), qmax);
             __m256i q = _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(r, magic)), qmask);
-            _mm_storeu_si128((__m128i *)(ks + i), k);
             _mm256_storeu_si256((__m256i *)(qs + i), q);
         }
         /* element i adds to copy i % copies: independent chains on a crowded segment */
@@ -376,30 +381,25 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
 {
     const plan_block *b = block_of(p);
     float xs[CHUNK + 8], gs[CHUNK + 8], ob[CHUNK];
-    uint32_t js[CHUNK + 8];
+    uint32_t js[CHUNK + 8], ks[CHUNK + 8];
     size_t bad = (size_t)-1;
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         int anypos;
         const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
-        for (size_t i = m; i < m + 4; i++) {
-            xs[i] = p->thr;
-            js[i] = js[0]; /* a memo entry of this chunk that is read anyway */
+        for (size_t i = m; i < m + 8; i++) {
+            xs[i] = p->thr; /* pad the last group with a valid value of segment 0 */
+            ks[i] = 0;
         }
         /* G of the list, before the chunk is zeroed (the memo may live in g) */
+        if (memo)
+            for (size_t i = 0; i < m; i++)
+                ks[i] = memo[c0 + js[i]];
+        else
+            segs_list(b, xs, m, ks);
         for (size_t i = 0; i < m; i += 4) {
             __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
-            __m128i k;
-            if (memo) {
-                uint32_t kk[4] = {memo[c0 + js[i]], memo[c0 + js[i + 1]], memo[c0 + js[i + 2]],
-                                  memo[c0 + js[i + 3]]};
-                if (m - i < 4) /* the padding's value is valid but its memo entry is not hers */
-                    for (size_t l = m - i; l < 4; l++)
-                        kk[l] = 0;
-                k = _mm_loadu_si128((const __m128i *)kk);
-            } else {
-                k = seg4(b, x);
-            }
+            __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
             __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
             __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
             __m256d be = _mm256_i32gather_pd(p->beta, k, 8);
