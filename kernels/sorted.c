@@ -4,10 +4,10 @@
  * Only the positives are sorted. Their 2|P| ramp ends s_i -+ delta, merged, cut the logit axis
  * into segments (plan). Pass 1 streams over the elements once: each valid negative finds its
  * segment and adds its count and fixed-point offset to that segment's integer histogram
- * (histogram); the segment is remembered in the gradient array itself, so pass 2 need not search
- * again. Window sums give every b_i, the recurrence the weights, and G(x) is linear inside each
- * segment (finish); pass 2 evaluates it per element (apply). Both passes run on apl_threads(
- * p->threads) threads, and the result is bitwise the same for any thread count: the histogram is
+ * (histogram); a segment is one lookup in an exact per-float cell table, so pass 2 looks it up
+ * again rather than storing it. Window sums give every b_i, the recurrence the weights, and G(x)
+ * is linear inside each segment (finish); pass 2 evaluates it per element (apply). Both passes
+ * run on apl_threads(p->threads) threads, and the result is bitwise the same for any thread count: the histogram is
  * an integer sum and everything else is per element or sequential over |P|.
  */
 #include "aploss/phases.h"
@@ -132,8 +132,9 @@ APL_VARIANT_FN(apl_sorted)
             st = apl_fail(err, APL_ERR_NOMEM, "sorted: cannot allocate the histogram of %zu "
                           "segments", plan->segments);
     }
-    /* The gradient array doubles as the memo of each valid negative's segment. */
-    uint32_t *memo = (uint32_t *)(void *)out->grad;
+    /* No memo: finding a segment again in apply (one table lookup per element) costs less than
+     * writing every valid negative's segment into the gradient in pass 1 and reading it back. */
+    uint32_t *memo = NULL;
     if (st == APL_OK)
         st = apl_sorted_histogram(plan, p->logits, p->targets, p->n, hist, memo, p->threads,
                                   &res->valid_negatives, err);
