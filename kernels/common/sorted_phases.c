@@ -305,6 +305,37 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
     return m;
 }
 
+/* The dense alternative to pack_valid, for chunks where most elements are valid negatives:
+ * xs[j] = s[j] where valid and thr (a valid value) elsewhere, vs[j] = -1 where valid, else 0.
+ * Returns the number of valid negatives. No permutation, and no scatter afterwards. */
+AVX2 static size_t fill_dense(const float *s, const int8_t *t, size_t len, float thr, float *xs,
+                              int32_t *vs, int *anypos)
+{
+    const __m256 vthr = _mm256_set1_ps(thr);
+    const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+    __m256i pos = zero;
+    size_t m = 0, j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256i tv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(t + j)));
+        __m256 x = _mm256_loadu_ps(s + j);
+        pos = _mm256_or_si256(pos, _mm256_cmpeq_epi32(tv, one));
+        __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, zero)),
+                                  _mm256_cmp_ps(x, vthr, _CMP_GE_OQ));
+        _mm256_storeu_ps(xs + j, _mm256_blendv_ps(vthr, x, ok));
+        _mm256_storeu_si256((__m256i *)(vs + j), _mm256_castps_si256(ok));
+        m += (size_t)__builtin_popcount((unsigned)_mm256_movemask_ps(ok));
+    }
+    *anypos = !_mm256_testz_si256(pos, pos);
+    for (; j < len; j++) {
+        int ok = t[j] == 0 && s[j] >= thr;
+        xs[j] = ok ? s[j] : thr;
+        vs[j] = -ok;
+        m += (size_t)ok;
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
 /* ks[i] = the segment of xs[i], i < m (xs padded to a multiple of 8 with valid values): the
  * table's, eight at a time without a branch; groups with a mixed cell are noted and searched
  * afterwards. */
@@ -382,13 +413,24 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
     const plan_block *b = block_of(p);
     float xs[CHUNK + 8], gs[CHUNK + 8], ob[CHUNK];
     uint32_t js[CHUNK + 8], ks[CHUNK + 8];
+    int32_t vs[CHUNK + 8];
     size_t bad = (size_t)-1;
+    int dense = 0; /* as in hist_range_avx2 */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         int anypos;
-        const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        size_t m;
+        const int this_dense = dense && !memo;
+        if (this_dense) {
+            m = fill_dense(s + c0, t + c0, len, p->thr, xs, vs, &anypos);
+            dense = 4 * m >= 3 * len;
+            m = len; /* the whole chunk is the list; vs masks the invalid ones to exact 0 */
+        } else {
+            m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+            dense = 4 * m >= 3 * len;
+        }
         for (size_t i = m; i < m + 8; i++) {
-            xs[i] = p->thr; /* pad the last group with a valid value of segment 0 */
+            xs[i] = p->thr; /* pad the last group with a valid value */
             ks[i] = 0;
         }
         /* G of the list, before the chunk is zeroed (the memo may live in g) */
@@ -409,12 +451,20 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
         }
         /* The chunk's gradient is assembled in ob, then written out in one sweep. */
         size_t z = 0;
-        for (; z + 8 <= len; z += 8)
-            _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
-        for (; z < len; z++)
-            ob[z] = 0.0f;
-        for (size_t i = 0; i < m; i++)
-            ob[js[i]] = gs[i];
+        if (this_dense) {
+            for (; z + 8 <= len; z += 8)
+                _mm256_storeu_ps(ob + z, _mm256_and_ps(_mm256_loadu_ps(gs + z),
+                                                       _mm256_loadu_ps((const float *)(vs + z))));
+            for (; z < len; z++)
+                ob[z] = vs[z] ? gs[z] : 0.0f;
+        } else {
+            for (; z + 8 <= len; z += 8)
+                _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
+            for (; z < len; z++)
+                ob[z] = 0.0f;
+            for (size_t i = 0; i < m; i++)
+                ob[js[i]] = gs[i];
+        }
         if (__builtin_expect(anypos, 0)) {
             size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
             bad = b2 < bad ? b2 : bad;
