@@ -21,13 +21,34 @@
 #include <omp.h>
 #endif
 
-/* Positives in [j0, j1): counted, or copied into out when out is set. Eight targets are tested
- * at once for a byte equal to 1 (the classic has-zero-byte test on t ^ 0x01..), so the 99.99%
- * of elements that are not positives cost no branch each. */
-static size_t positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, float *out)
+/* A growing list of logits (one per thread). */
+typedef struct {
+    float *v;
+    size_t m, cap;
+    int failed;
+} logit_list;
+
+static void list_push(logit_list *l, float x)
+{
+    if (l->m == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        float *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->failed = 1;
+            return;
+        }
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->m++] = x;
+}
+
+/* The positives' logits in [j0, j1), appended to l: one read of the targets. Eight targets are
+ * tested at once for a byte equal to 1 (the classic has-zero-byte test on t ^ 0x01..), so the
+ * 99.99% of elements that are not positives cost no branch each. */
+static void positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, logit_list *l)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    size_t m = 0, j = j0;
+    size_t j = j0;
     for (; j + 8 <= j1; j += 8) {
         uint64_t w;
         memcpy(&w, t + j, 8);
@@ -35,19 +56,12 @@ static size_t positives_in(const float *s, const int8_t *t, size_t j0, size_t j1
         if (!((w - ones) & ~w & highs))
             continue;
         for (size_t q = j; q < j + 8; q++)
-            if (t[q] == 1) {
-                if (out)
-                    out[m] = s[q];
-                m++;
-            }
+            if (t[q] == 1)
+                list_push(l, s[q]);
     }
     for (; j < j1; j++)
-        if (t[j] == 1) {
-            if (out)
-                out[m] = s[j];
-            m++;
-        }
-    return m;
+        if (t[j] == 1)
+            list_push(l, s[j]);
 }
 
 static int by_value(const void *x, const void *y)
@@ -57,8 +71,8 @@ static int by_value(const void *x, const void *y)
 }
 
 /* The positives' logits, ascending, in *out (malloc'ed; NULL when there are none). Threads take
- * contiguous ranges and write their positives at their offsets; the sort makes the order of the
- * ranges irrelevant anyway. */
+ * contiguous ranges, collect their positives in one pass and copy them to their offsets; the
+ * sort makes the order of the ranges irrelevant anyway. */
 static apl_status gather_positive_logits(const float *s, const int8_t *t, size_t n, int threads,
                                          float **out, size_t *np, apl_error *err)
 {
@@ -69,6 +83,7 @@ static apl_status gather_positive_logits(const float *s, const int8_t *t, size_t
     if (T > MAX_T)
         T = MAX_T;
     size_t count[MAX_T + 1] = {0};
+    logit_list part[MAX_T] = {{0}};
     float *v = NULL;
     int failed = 0, used = 1;
 #pragma omp parallel num_threads(T)
@@ -80,24 +95,30 @@ static apl_status gather_positive_logits(const float *s, const int8_t *t, size_t
 #endif
         const size_t j0 = n / (size_t)team * (size_t)i,
                      j1 = i + 1 == team ? n : n / (size_t)team * (size_t)(i + 1);
-        count[i + 1] = positives_in(s, t, j0, j1, NULL);
+        positives_in(s, t, j0, j1, &part[i]);
+        count[i + 1] = part[i].m;
 #pragma omp barrier
 #pragma omp single
         {
             used = team;
-            for (int k = 0; k < team; k++)
+            for (int k = 0; k < team; k++) {
                 count[k + 1] += count[k];
-            if (count[team]) {
+                failed |= part[k].failed;
+            }
+            if (count[team] && !failed) {
                 v = malloc(count[team] * sizeof *v);
                 failed = !v;
             }
         }
-        if (v)
-            positives_in(s, t, j0, j1, v + count[i]);
+        if (v && !failed && part[i].m)
+            memcpy(v + count[i], part[i].v, part[i].m * sizeof *v);
+        free(part[i].v);
     }
     *np = count[used];
-    if (failed)
+    if (failed) {
+        free(v);
         return apl_fail(err, APL_ERR_NOMEM, "sorted: cannot allocate %zu positives", *np);
+    }
     if (*np > 1) /* qsort(NULL, 0, ...) is undefined behaviour (UBSan) */
         qsort(v, *np, sizeof *v, by_value);
     *out = v;
