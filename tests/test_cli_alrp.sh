@@ -3,40 +3,7 @@
 # run and verify on the aLRP fixtures (tests/cases/alrp), gen with e, and every bad e, each
 # expected to fail with one stderr line naming the file, the element and why.
 set -u
-A=$1 CASES=$2 T=$3
-rm -rf "$T" && mkdir -p "$T"
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*" >&2; }
-
-# expect CODE NEEDLE CMD...: exit code CODE, and (for errors) exactly one stderr line containing
-# NEEDLE; for success, stdout containing NEEDLE.
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ "$code" -ne 0 ]; then
-    [ "$(wc -l <"$T/err")" -eq 1 ] || { bad "$*: stderr is not one line: $(cat "$T/err")"; return; }
-    grep -qF -- "$needle" "$T/err" || { bad "$*: stderr '$(cat "$T/err")' lacks '$needle'"; return; }
-  elif [ -n "$needle" ]; then
-    grep -qF -- "$needle" "$T/out" || { bad "$*: stdout lacks '$needle'"; return; }
-  fi
-  ok
-}
-
-# npy NAME DESCR SHAPE PYTHON-VALUES-EXPR: writes a .npy by hand (no numpy needed).
-npy() {
-  python3 - "$T/$1" "$2" "$3" "$4" <<'PY'
-import struct, sys
-path, descr, shape, values = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
-fmt = {'<f4': '<f', '<f8': '<d', '<i8': '<q'}[descr]
-hdr = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
-hdr += ' ' * ((64 - (10 + len(hdr) + 1) % 64) % 64) + '\n'
-with open(path, 'wb') as f:
-    f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
-    f.write(b''.join(struct.pack(fmt, v) for v in values))
-PY
-}
+. "$(dirname "$0")/cli_common.sh" "$@"   # expect, npy, ok/bad, A CASES T
 
 F=$CASES/foot L=$CASES/foot/logits.npy TG=$CASES/foot/targets.npy E=$CASES/foot/eloc.npy
 variants=$("$A" list | awk '$2 == "CPU" && $4 == "yes" {print $1}')
@@ -119,5 +86,4 @@ expect 2 "--eloc goes with --logits/--targets" "$A" verify --loss alrp --eloc "$
 expect 2 "--loss: loss 'lrp': expected ap, alrp or pap" "$A" "${R[@]}" --loss lrp
 [ ! -e "$T/x.npy" ] && ok || bad "a refused command left $T/x.npy behind"
 
-echo "test_cli_alrp: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_cli_alrp

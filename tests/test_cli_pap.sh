@@ -4,40 +4,7 @@
 # 0/all, gen with IoUs, and every bad IoU, parameter file and top-K, each expected to fail with
 # one stderr line naming the file (or option), the element and why.
 set -u
-A=$1 CASES=$2 T=$3
-rm -rf "$T" && mkdir -p "$T"
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*" >&2; }
-
-# expect CODE NEEDLE CMD...: exit code CODE, and (for errors) exactly one stderr line containing
-# NEEDLE; for success, stdout containing NEEDLE.
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ "$code" -ne 0 ]; then
-    [ "$(wc -l <"$T/err")" -eq 1 ] || { bad "$*: stderr is not one line: $(cat "$T/err")"; return; }
-    grep -qF -- "$needle" "$T/err" || { bad "$*: stderr '$(cat "$T/err")' lacks '$needle'"; return; }
-  elif [ -n "$needle" ]; then
-    grep -qF -- "$needle" "$T/out" || { bad "$*: stdout lacks '$needle'"; return; }
-  fi
-  ok
-}
-
-# npy NAME DESCR SHAPE PYTHON-VALUES-EXPR: writes a .npy by hand (no numpy needed).
-npy() {
-  python3 - "$T/$1" "$2" "$3" "$4" <<'PY'
-import struct, sys
-path, descr, shape, values = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
-fmt = {'<f4': '<f', '<f8': '<d', '<i8': '<q'}[descr]
-hdr = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
-hdr += ' ' * ((64 - (10 + len(hdr) + 1) % 64) % 64) + '\n'
-with open(path, 'wb') as f:
-    f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
-    f.write(b''.join(struct.pack(fmt, v) for v in values))
-PY
-}
+. "$(dirname "$0")/cli_common.sh" "$@"   # expect, npy, ok/bad, A CASES T
 
 # The Python helper that reads .npy files without numpy (float32/float64/int8, C order).
 cat >"$T/npyload.py" <<'PY'
@@ -199,5 +166,4 @@ expect 2 "verify: --iou goes with --logits/--targets" "$A" verify --loss pap --i
 expect 1 "variant pruned does not implement loss pap" "$A" run --loss pap --variant pruned --logits "$L" --targets "$TG" --iou "$I"
 [ ! -e "$T/x.npy" ] && [ ! -e "$T/z.npy" ] && ok || bad "a refused command left an output file behind"
 
-echo "test_cli_pap: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_cli_pap
