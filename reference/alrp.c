@@ -8,11 +8,7 @@
 /* The head's fixed eps (SPEC_ALRP.md, "Inputs"). */
 #define ALRP_EPS 1e-5
 
-static double H(double x, double delta)
-{
-    double h = x / (2.0 * delta) + 0.5;
-    return h < 0.0 ? 0.0 : (h > 1.0 ? 1.0 : h);
-}
+#define H apl_ref_H
 
 /* The localisation order pi: descending logit, ties by descending flat index (a stable ascending
  * sort, reversed). Sorted here as (logit, index) ascending; the loops walk it backwards. */
@@ -40,46 +36,20 @@ apl_status apl_reference_alrp(const apl_problem *p, double *grad, double *grad_e
     for (size_t j = 0; j < n; j++)
         grad[j] = 0.0;
 
-    size_t np = 0;
-    for (size_t j = 0; j < n; j++)
-        np += t[j] == 1;
-    res->positives = np;
-    res->valid_negatives = 0;
-    res->loss = res->loss_loc = 0.0;
-    if (np == 0) /* both losses 0, every gradient 0 (grad_e is empty) */
-        return APL_OK;
-
     /* pos[k]: the k-th positive in flat order, so e[k] is its error. */
-    size_t *pos = malloc(np * sizeof *pos);
+    size_t *pos, *V, np, nv;
+    apl_status st = apl_ref_sets(s, t, n, delta, &pos, &np, &V, &nv, err);
+    res->positives = np;
+    res->valid_negatives = nv;
+    res->loss = res->loss_loc = 0.0;
+    if (st != APL_OK || np == 0) /* no positives: both losses 0, every gradient 0 */
+        return st;
     double *r = malloc(np * sizeof *r), *w = malloc(np * sizeof *w);
     keyed *order = malloc(np * sizeof *order);
-    size_t *V = NULL;
-    if (!pos || !r || !w || !order) {
-        free(pos), free(r), free(w), free(order);
+    if (!r || !w || !order) {
+        free(pos), free(V), free(r), free(w), free(order);
         return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu positives", np);
     }
-    for (size_t j = 0, k = 0; j < n; j++)
-        if (t[j] == 1)
-            pos[k++] = j;
-
-    /* thr = min_{i in P} s_i - delta;  V = { j : t_j = 0 and s_j >= thr } */
-    double thr = s[pos[0]];
-    for (size_t k = 1; k < np; k++)
-        if (s[pos[k]] < thr)
-            thr = s[pos[k]];
-    thr -= delta;
-    size_t nv = 0;
-    for (size_t j = 0; j < n; j++)
-        nv += t[j] == 0 && (double)s[j] >= thr;
-    res->valid_negatives = nv;
-    V = malloc((nv ? nv : 1) * sizeof *V);
-    if (!V) {
-        free(pos), free(r), free(w), free(order);
-        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu valid negatives", nv);
-    }
-    for (size_t j = 0, v = 0; j < n; j++)
-        if (t[j] == 0 && (double)s[j] >= thr)
-            V[v++] = j;
 
     /* Each positive alone: a_i, b_i, c_i, r_i, L_i, w_i; grad_i = -L_i/|P|. */
     double sum_b_over_r = 0.0;

@@ -6,11 +6,7 @@
 
 /* ---- CPU reference: the SPEC's definitions, one to one ---- */
 
-static double H(double x, double delta)
-{
-    double h = x / (2.0 * delta) + 0.5;
-    return h < 0.0 ? 0.0 : (h > 1.0 ? 1.0 : h);
-}
+#define H apl_ref_H
 
 /* qsort has no context argument in C11: sort (logit, index) pairs, no global state. */
 typedef struct {
@@ -36,53 +32,61 @@ static void sort_positions(const float *s, size_t *pos, size_t np, keyed *tmp)
         pos[k] = tmp[k].index;
 }
 
+apl_status apl_ref_sets(const float *s, const int8_t *t, size_t n, double delta, size_t **pos,
+                        size_t *np, size_t **V, size_t *nv, apl_error *err)
+{
+    *pos = *V = NULL;
+    *np = *nv = 0;
+    size_t p = 0;
+    for (size_t j = 0; j < n; j++)
+        p += t[j] == 1;
+    if (p == 0)
+        return APL_OK;
+    size_t *P = malloc(p * sizeof *P);
+    if (!P)
+        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu positives", p);
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (t[j] == 1)
+            P[k++] = j;
+    /* thr = min_{i in P} s_i - delta;  V = { j : t_j = 0 and s_j >= thr } */
+    double thr = s[P[0]];
+    for (size_t k = 1; k < p; k++)
+        if (s[P[k]] < thr)
+            thr = s[P[k]];
+    thr -= delta;
+    size_t v = 0;
+    for (size_t j = 0; j < n; j++)
+        v += t[j] == 0 && (double)s[j] >= thr;
+    size_t *Vs = malloc((v ? v : 1) * sizeof *Vs);
+    if (!Vs) {
+        free(P);
+        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu valid negatives", v);
+    }
+    for (size_t j = 0, k = 0; j < n; j++)
+        if (t[j] == 0 && (double)s[j] >= thr)
+            Vs[k++] = j;
+    *pos = P, *np = p, *V = Vs, *nv = v;
+    return APL_OK;
+}
+
 static apl_status reference_ap(const float *s, const int8_t *t, size_t n, double delta,
                                double *grad, apl_result *res, apl_error *err)
 {
     for (size_t j = 0; j < n; j++)
         grad[j] = 0.0;
 
-    /* P = { i : t_i = 1 } */
-    size_t np = 0;
-    for (size_t j = 0; j < n; j++)
-        np += t[j] == 1;
+    size_t *pos, *V, np, nv;
+    apl_status st = apl_ref_sets(s, t, n, delta, &pos, &np, &V, &nv, err);
     res->positives = np;
-    res->valid_negatives = 0;
+    res->valid_negatives = nv;
     res->loss = 0.0;
-    if (np == 0) /* the seed would return 1 - 0; the SPEC says 0 with zero gradients */
-        return APL_OK;
-
-    size_t *pos = malloc(np * sizeof *pos);
+    if (st != APL_OK || np == 0) /* no positives: the seed would return 1 - 0; the SPEC says 0 */
+        return st;
     double *w = malloc(np * sizeof *w);
-    size_t *V = NULL;
-    if (!pos || !w) {
-        free(pos);
-        free(w);
+    if (!w) {
+        free(pos), free(V);
         return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu positives", np);
     }
-    for (size_t j = 0, k = 0; j < n; j++)
-        if (t[j] == 1)
-            pos[k++] = j;
-
-    /* thr = min_{i in P} s_i - delta;  V = { j : t_j = 0 and s_j >= thr } */
-    double thr = s[pos[0]];
-    for (size_t k = 1; k < np; k++)
-        if (s[pos[k]] < thr)
-            thr = s[pos[k]];
-    thr -= delta;
-    size_t nv = 0;
-    for (size_t j = 0; j < n; j++)
-        nv += t[j] == 0 && (double)s[j] >= thr;
-    res->valid_negatives = nv;
-    V = malloc((nv ? nv : 1) * sizeof *V);
-    if (!V) {
-        free(pos);
-        free(w);
-        return apl_fail(err, APL_ERR_NOMEM, "reference: cannot allocate %zu valid negatives", nv);
-    }
-    for (size_t j = 0, k = 0; j < n; j++)
-        if (t[j] == 0 && (double)s[j] >= thr)
-            V[k++] = j;
 
     /* Visit the positives in ascending order of s_i, carrying max_prec. */
     keyed *tmp = malloc(np * sizeof *tmp);
