@@ -360,6 +360,20 @@ AVX2 static void segs_list(const plan_block *b, const float *xs, size_t m, uint3
                 ks[i] = (uint32_t)apl_seg_find(&b->ix, (double)xs[i]);
 }
 
+/* Adds the hot segment's vector sums into histogram h (a private one) and clears them. */
+AVX2 static void hot_flush(int64_t *h, uint32_t kh, __m256i *hc, __m256i *hlo, __m256i *hhi)
+{
+    if (kh == UINT32_MAX)
+        return;
+    int64_t v[3][4];
+    _mm256_storeu_si256((__m256i *)v[0], *hc);
+    _mm256_storeu_si256((__m256i *)v[1], *hlo);
+    _mm256_storeu_si256((__m256i *)v[2], *hhi);
+    for (int w = 0; w < 3; w++)
+        h[APL_HIST_WORDS * kh + (size_t)w] += (v[w][0] + v[w][1]) + (v[w][2] + v[w][3]);
+    *hc = *hlo = *hhi = _mm256_setzero_si256();
+}
+
 AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
                                    size_t j0, size_t j1, int64_t *h, size_t words,
                                    unsigned copies, int atomic, memo_t *memo)
@@ -371,10 +385,31 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
     float xs[CHUNK + 8];
     uint32_t js[CHUNK + 8], ks[CHUNK + 8];
     uint64_t qs[CHUNK + 8];
+    uint32_t cold[CHUNK + 8];
     size_t nv = 0;
-    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+    /* The hot segment: early in training a third to a half of the valid negatives fall in one
+     * segment, and their adds would all queue on one counter. Its elements are summed in vector
+     * registers instead (count, low and high limbs, four lanes), the others ("cold") added one by
+     * one. kh is re-chosen now and then as the private histogram's largest count; which segment
+     * is hot changes where elements are added, never the integer sums. */
+    const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
+    uint32_t kh = UINT32_MAX;
+    __m256i hc = _mm256_setzero_si256(), hlo = hc, hhi = hc;
+    const __m256i limb = _mm256_set1_epi64x((int64_t)LIMB_MASK);
+    size_t chunks = 0;
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         int anypos;
+        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
+            hot_flush(h, kh, &hc, &hlo, &hhi);
+            int64_t best = -1;
+            for (size_t k = 0; k < p->segments; k++)
+                if (h[APL_HIST_WORDS * k] > best) {
+                    best = h[APL_HIST_WORDS * k];
+                    kh = (uint32_t)k;
+                }
+        }
+        const __m256i khv = _mm256_set1_epi64x((int64_t)kh);
         const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
         for (size_t i = m; i < m + 8; i++) /* pad the last group with a valid value */
             xs[i] = p->thr;
@@ -392,15 +427,51 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
             r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), qmax);
             __m256i q = _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(r, magic)), qmask);
             _mm256_storeu_si256((__m256i *)(qs + i), q);
+            if (hot) {
+                /* lanes of the hot segment, and of the list (not the padding) */
+                __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x((int64_t)(m - i)),
+                                                _mm256_setr_epi64x(0, 1, 2, 3));
+                __m256i eq = _mm256_and_si256(in, _mm256_cmpeq_epi64(_mm256_cvtepu32_epi64(k),
+                                                                     khv));
+                hc = _mm256_sub_epi64(hc, eq);
+                hlo = _mm256_add_epi64(hlo, _mm256_and_si256(_mm256_and_si256(q, limb), eq));
+                hhi = _mm256_add_epi64(
+                    hhi, _mm256_and_si256(_mm256_srli_epi64(q, APL_HIST_LIMB_BITS), eq));
+            }
         }
-        /* element i adds to copy i % copies: independent chains on a crowded segment */
-        for (size_t i = 0; i < m; i++)
-            hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
+        if (hot) {
+            /* positions of the cold elements, packed as pack_valid packs */
+            const __m256i kh8 = _mm256_set1_epi32((int32_t)kh), eight = _mm256_set1_epi32(8);
+            __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            size_t nc = 0;
+            for (size_t i = 0; i < m; i += 8) {
+                unsigned sel = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                                   _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(ks + i)),
+                                                      kh8))) &
+                               (m - i >= 8 ? 0xffu : (1u << (m - i)) - 1);
+                uint64_t bytes = _pdep_u64(sel, 0x0101010101010101u) * 0xff;
+                __m256i perm = _mm256_cvtepu8_epi32(
+                    _mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, bytes)));
+                _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_permutevar8x32_epi32(idx, perm));
+                nc += (size_t)__builtin_popcount(sel);
+                idx = _mm256_add_epi32(idx, eight);
+            }
+            for (size_t c = 0; c < nc; c++) {
+                const uint32_t i = cold[c];
+                hist_add(h + (c & (copies - 1)) * words, ks[i], qs[i], 0);
+            }
+        } else {
+            /* element i adds to copy i % copies: independent chains on a crowded segment */
+            for (size_t i = 0; i < m; i++)
+                hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
+        }
         if (memo)
             for (size_t i = 0; i < m; i++)
                 memo[c0 + js[i]] = ks[i];
         nv += m;
     }
+    if (hot)
+        hot_flush(h, kh, &hc, &hlo, &hhi);
     return nv;
 }
 
