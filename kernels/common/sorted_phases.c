@@ -13,6 +13,7 @@
 #include "kernels.h"
 #include "segment_index.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,14 @@ static cell_table cell_table_fill(const double *O, size_t S, size_t cells, int32
         if (cell_of(&ct, lo) == c)
             tab[c] = -1;
     }
+    /* Where a thread flushes subnormals (FTZ/DAZ, set by some frameworks per thread), x - base
+     * or x itself may read as 0 there and not here: the cells such values reach search instead
+     * (a few cells at most, unless the scale itself is that small). */
+    const float tiny = 2.0f * FLT_MIN;
+    for (uint32_t c = 0, e = cell_of(&ct, ct.base + tiny); c <= e; c++)
+        tab[c] = -1;
+    for (uint32_t c = cell_of(&ct, -tiny), e = cell_of(&ct, tiny); c <= e; c++)
+        tab[c] = -1;
     return ct;
 }
 
