@@ -2,6 +2,7 @@
 // counts, losses) is declared once, in bench/sweep.json (read by bench/sweep.cc); this file
 // registers, per cell of the chosen mode:
 //   BM_loss/<variant>/<loss>/elements:<M>/pos_ppm:<ppm>/delta:<d>/dist:<dist>/threads:<T>
+//   (PAP rows: BM_loss/<variant>/pap/topk:<K>/elements:...; K from sweep.json pap.topk, 0 = all)
 //       every row of the variant table for every loss of the cell it implements
 //       (apl_variant_has_loss); CPU rows that honour apl_problem.threads (v.threaded) at each of
 //       the cell's thread counts ("all" = apl_threads(0)), other CPU rows once at threads:1;
@@ -109,6 +110,7 @@ struct Row {
     apl_loss loss;
     Cell c;
     int threads; // resolved, >= 1; 0 for GPU rows
+    size_t topk; // PAP rows: this row's value of sweep.json's pap.topk axis (0 = untruncated)
     std::string name;
 };
 
@@ -127,7 +129,8 @@ struct Input {
     // Per-positive inputs in the flat order of the positives (apl_generate_aux: the k-th value
     // depends on the seed and k only, so a prefix of the input takes a prefix of them).
     std::vector<float> eloc, iou;
-    std::map<std::tuple<size_t, double, int>, Reference> refs; // (prefix elements, delta, loss)
+    std::map<std::tuple<size_t, double, int, size_t>, Reference>
+        refs; // (prefix elements, delta, loss, top-K: PAP's reference depends on it)
     apl_gpu_bench *gpu = nullptr; // s and t on the device, made on first use by a GPU row
     Input() = default;
     Input(const Input &) = delete;
@@ -196,9 +199,9 @@ apl_gpu_bench *get_gpu(Input &in, std::string *error)
 
 // The problem a row solves on the first n elements of the input. aLRP takes e and PAP the IoUs
 // of the prefix's positives (a prefix of Input's arrays); PAP also the sweep's parameter set and
-// top-K (sweep.json "pap").
+// the row's top-K (sweep.json "pap": params, and topk, an axis of PAP rows).
 bool make_problem(const Input &in, size_t n, apl_loss loss, double delta, int threads,
-                  apl_problem *prob, std::string *why)
+                  size_t topk, apl_problem *prob, std::string *why)
 {
     *prob = apl_ap_problem(in.s.data(), in.t.data(), n, delta);
     prob->loss = loss;
@@ -218,7 +221,7 @@ bool make_problem(const Input &in, size_t n, apl_loss loss, double delta, int th
             return false;
         }
         prob->param_rows = rows;
-        prob->topk = g_sweep.pap_topk;
+        prob->topk = topk;
     }
     return true;
 }
@@ -249,7 +252,8 @@ double ref_ops(size_t np, size_t nv) { return (double)np * ((double)np + 2.0 * (
 
 const Reference *get_reference(Input &in, const apl_problem &prob, std::string *error)
 {
-    auto key = std::make_tuple(prob.n, prob.delta, (int)prob.loss);
+    auto key = std::make_tuple(prob.n, prob.delta, (int)prob.loss,
+                               prob.loss == APL_LOSS_PAP ? prob.topk : (size_t)0);
     auto it = in.refs.find(key);
     if (it != in.refs.end())
         return &it->second;
@@ -318,7 +322,7 @@ Decision decide(const Row &row)
         return skip("no_aux_inputs",
                     fmt("skipped: loss %s on the GPU: apl_gpu_bench_run carries no per-positive "
                         "inputs or parameters yet (harness.h)", apl_loss_name(row.loss)));
-    if (!make_problem(in, n, row.loss, c.delta, row.threads, &prob, &e))
+    if (!make_problem(in, n, row.loss, c.delta, row.threads, row.topk, &prob, &e))
         return skip("error:sweep", "error: " + e);
     Decision d;
     count_pv(in.s.data(), in.t.data(), n, c.delta, &d.positives, &d.valid_negatives);
@@ -331,7 +335,7 @@ Decision decide(const Row &row)
         count_pv(in.s.data(), in.t.data(), vn, c.delta, &vp, &vv);
     }
     apl_problem vprob{};
-    make_problem(in, vn, row.loss, c.delta, row.threads, &vprob, &e);
+    make_problem(in, vn, row.loss, c.delta, row.threads, row.topk, &vprob, &e);
     const Reference *ref = get_reference(in, vprob, &e);
     if (!ref)
         return skip("error:reference", "error: " + e);
@@ -412,6 +416,8 @@ Decision decide(const Row &row)
         return r;
     }
     d.label = fmt("loss=%s; threads=%d; %s", apl_loss_name(row.loss), row.threads, where.c_str());
+    if (row.loss == APL_LOSS_PAP)
+        d.label += fmt("; topk=%zu", row.topk);
     if (v.device == APL_GPU)
         d.label += "; time: device-resident: kernels only, inputs already on the GPU, CUDA events";
     d.ok = true;
@@ -473,7 +479,7 @@ void bm_loss(benchmark::State &state, Row row)
         }
     } else {
         apl_problem prob{};
-        make_problem(*in, in->n, row.loss, row.c.delta, row.threads, &prob, &e);
+        make_problem(*in, in->n, row.loss, row.c.delta, row.threads, row.topk, &prob, &e);
         const apl_output out = {grad, nullptr};
         for (auto _ : state) {
             st = v.fn(&prob, &out, &res, &err);
@@ -496,6 +502,8 @@ void bm_loss(benchmark::State &state, Row row)
     state.counters["val_own_input"] = d.val_elements == in->n;
     state.counters["val_max_rel_err"] = d.val_max_rel_err;
     state.counters["val_loss_err"] = d.val_loss_err;
+    if (row.loss == APL_LOSS_PAP)
+        state.counters["topk"] = (double)row.topk; // also in the name: 0 = untruncated
     state.SetLabel(d.label);
 }
 
@@ -647,12 +655,19 @@ std::vector<Row> make_rows(const std::vector<apl_variant> &variants, std::vector
                         if (std::find(ths.begin(), ths.end(), r) == ths.end())
                             ths.push_back(r);
                     }
-                for (int t : ths) {
-                    Row r{v, loss, c, t, ""};
-                    r.name = "BM_loss/" + std::string(v.name) + "/" + apl_loss_name(loss) + "/" +
-                             aplbench::cell_suffix(*sc) + (t ? fmt("/threads:%d", t) : "");
-                    rows.push_back(r);
-                }
+                // PAP rows: one per value of the top-K axis, named ".../pap/topk:K/...".
+                std::vector<size_t> ks = {0};
+                if (loss == APL_LOSS_PAP)
+                    ks = g_sweep.pap_topks;
+                for (size_t k : ks)
+                    for (int t : ths) {
+                        Row r{v, loss, c, t, k, ""};
+                        r.name = "BM_loss/" + std::string(v.name) + "/" + apl_loss_name(loss) +
+                                 (loss == APL_LOSS_PAP ? fmt("/topk:%zu", k) : std::string()) +
+                                 "/" + aplbench::cell_suffix(*sc) +
+                                 (t ? fmt("/threads:%d", t) : "");
+                        rows.push_back(r);
+                    }
             }
         }
     }
@@ -827,6 +842,12 @@ int main(int argc, char **argv)
                 ls += (ls.empty() ? "" : ",") + l;
             std::printf("%s threads:%s losses:%s\n", aplbench::cell_suffix(c).c_str(), th.c_str(),
                         ls.c_str());
+        }
+        if (g_sweep.has_pap) { // the top-K axis of PAP rows, as bench/sweep.py prints it
+            std::string ks;
+            for (size_t k : g_sweep.pap_topks)
+                ks += (ks.empty() ? "" : ",") + std::to_string(k);
+            std::printf("pap params:%s topk:%s\n", g_sweep.pap_params.c_str(), ks.c_str());
         }
         return 0;
     }

@@ -56,9 +56,11 @@ FLOORS = {"BM_floor": "floor", "BM_floor_gpu": "floor_gpu", "BM_focal": "focal"}
 BASELINES = set(FLOORS.values())
 
 # Our names (aploss_bench.cc); loss and threads are optional so older results still convert
-# (they had neither: AP only, one thread).
+# (they had neither: AP only, one thread). PAP rows carry topk:K after the loss (K = 0:
+# untruncated); the key's loss is then "pap/topk:K", which keeps each K's rows apart.
 NAME_RE = re.compile(r"^(BM_loss|BM_floor_gpu|BM_floor|BM_focal)/"
-                     r"(?:(?P<variant>[A-Za-z0-9_]+)/(?:(?P<loss>ap|alrp|pap)/)?)?"
+                     r"(?:(?P<variant>[A-Za-z0-9_]+)/(?:(?P<loss>ap|alrp|pap)/"
+                     r"(?:topk:(?P<topk>\d+)/)?)?)?"
                      r"elements:(?P<elements>\d+)"
                      r"(?:/pos_ppm:(?P<ppm>\d+))?(?:/delta:(?P<delta>[0-9.eE+-]+))?"
                      r"(?:/dist:(?P<dist>[a-z]+))?(?:/threads:(?P<threads>\d+))?")
@@ -69,7 +71,22 @@ SUFFIX_RE = re.compile(r"/(manual_time|real_time|process_time|min_time:[^/]*|rep
 SKIP_TEXT = {"no_device": "no CUDA device", "not_built": "not built",
              "device_error": "CUDA driver error", "no_device_fn": "no device entry point",
              "no_aux_inputs": "no aux inputs yet", "over_budget": "over the time budget",
-             "no_torch": "torch not importable"}
+             "no_torch": "torch not importable",
+             "too_big": "dense matrices too big for memory"}
+
+
+def loss_key(m):
+    """A row's loss in the cell keys: ap, alrp, or pap/topk:K (older results: pap alone)."""
+    loss = m.group("loss") or "ap"
+    return "%s/topk:%s" % (loss, m.group("topk")) if m.group("topk") is not None else loss
+
+
+def loss_title(lk):
+    """pap/topk:100000 -> 'pap, top-K 1e+05'; pap/topk:0 -> 'pap, untruncated'."""
+    if "/topk:" in lk:
+        k = int(lk.split(":")[1])
+        return "pap, untruncated" if k == 0 else "pap, top-K %g" % k
+    return lk
 
 
 def label_fields(label):
@@ -115,7 +132,7 @@ def cells_from(doc):
                 "manual_time" in (e.get("run_name") or e["name"]) for e in entries):
             threads = 1  # older results, without a threads field: every CPU row ran on one
         key = (FLOORS[m.group(1)] if floor else m.group("variant"),
-               None if floor else (m.group("loss") or "ap"), int(m.group("elements")),
+               None if floor else loss_key(m), int(m.group("elements")),
                None if floor else int(m.group("ppm")),
                None if floor else float(m.group("delta")), None if floor else m.group("dist"),
                threads)
@@ -149,6 +166,8 @@ def cells_from(doc):
             cell["skip_reason"] = f.get("skip_reason", "unknown")
             if "predicted_s" in f:
                 cell["predicted_ms"] = float(f["predicted_s"]) * 1e3
+            if "mem_estimate_gb" in f:  # too_big (PyTorch PAP): the dense matrices' estimate
+                cell["mem_estimate_gb"] = f["mem_estimate_gb"]
         cells[key] = cell
     return cells
 
@@ -368,6 +387,10 @@ def main():
     def el_select(g):
         return in_slice("elements", g)
 
+    def el_select_el(el):
+        """An element count of the elements slice."""
+        return any(el_select(g) and g[2] == el for g in groups)
+
     xs_el, meas_el = slice_dat("el", "elements.dat", "elements", el_select, lambda g: g[2], True,
                                "time per call (ms) vs elements; the elements slice, all cores")
     xs_pr, _ = slice_dat("pr", "pos_rate.dat", "pos_rate", lambda g: in_slice("pos_rate", g),
@@ -487,6 +510,43 @@ def main():
                                           if xs else '"(1)"'))
     meta.append("th_dists = %s" % quote(" ".join(th_dists)))
     meta.append("th_elements = %s" % (th_el or 0))
+
+    # ---- per loss: time vs elements over the elements slice (plots/9_losses.gp) ----
+    # One facet per loss family; PAP's top-K values in one facet, told apart by the dash.
+    loss_keys = sorted({k[1] for k in cells if k[0] not in BASELINES and k[1]},
+                       key=lambda lk: (lk != "ap", lk != "alrp", lk.endswith(":0"), lk))
+    lo_facets = []
+    for fam in ("ap", "alrp", "pap"):
+        ser, cols, dash = [], [], []
+        for lk in (lk for lk in loss_keys if lk.split("/")[0] == fam):
+            for v in variants + torches:
+                vals = {}
+                for g in groups:
+                    if g[0] == v and g[1] == lk and el_select(g):
+                        t = cells[view(g)]["time_ms"]
+                        if t is not None:
+                            vals[g[2]] = t
+                if vals:
+                    ser.append((v + ("" if lk == fam else ", " + loss_title(lk)[5:]), vals))
+                    cols.append(colour[v])
+                    dash.append("2" if lk.endswith("topk:0") else "1")
+        if not ser:
+            continue
+        fl = {el: t for (el, th), t in floor.items() if th == t_all and el_select_el(el)}
+        if fl:
+            ser.insert(0, (title_of("floor"), fl))
+            cols.insert(0, FLOOR_COLOUR)
+            dash.insert(0, "3")
+        xs = sorted({x for _, vals in ser for x in vals})
+        write_dat(os.path.join(a.results, "losses_%s.dat" % fam), "elements", xs, ser,
+                  "time per call (ms) vs elements, loss %s (PAP: each top-K; dashed: "
+                  "untruncated); the elements slice, all cores" % fam)
+        lo_facets.append(fam)
+        meta.append("lo_%s_n = %d" % (fam, len(ser)))
+        meta.append("lo_%s_colours = %s" % (fam, quote(" ".join(cols + ["#000000"]))))
+        meta.append("lo_%s_dash = %s" % (fam, quote(" ".join(dash + ["1"]))))
+    # Drawn only when some loss other than AP was timed.
+    meta.append("lo_facets = %s" % quote(" ".join(lo_facets) if set(lo_facets) - {"ap"} else ""))
 
     # ---- machine, and what was not timed at all ----
     machine = ctx.get("cpu_model", "unknown CPU")
@@ -610,6 +670,46 @@ def main():
                 parts.append("%.1f (%s floor, %s focal)" % (t, times_fmt(t / fl) if fl else "n/a",
                                                             times_fmt(t / fo) if fo else "n/a"))
             lines.append("| %s | %s | %s |" % (v, th, " | ".join(parts)))
+    # The other losses at the same cell, all cores: aLRP (naive, pruned, sorted, PyTorch) and
+    # PAP at each K of the top-K axis (naive, sorted, PyTorch); rows that were not timed say why.
+    other = [lk for lk in loss_keys if lk != "ap" and any(
+        g[1] == lk and g[2:6] == (t_el, t_ppm, t_delta, t_dist) for g in groups)]
+    if other:
+        lines += ["", "Other losses at the same input (%d elements, `%s` scores), all cores "
+                  "(one-thread variants at 1): aLRP (docs/SPEC_ALRP.md) and PAP (docs/SPEC_PAP.md, "
+                  "parameters `%s`) at each top-K (0 = untruncated: every valid entry ranked). "
+                  "PyTorch: the published code's transcription (aLRP: the official loop over "
+                  "positives; PAP: the official dense |S| x |P| computation, forward + backward), "
+                  "its loss and gradient checked against ours before its time counts."
+                  % (t_el, t_dist, sw.get("pap", {}).get("params", "?")), "",
+                  "| loss | variant | threads | time (ms) | x focal | fraction of memory floor | "
+                  "speed-up over naive | speed-up over PyTorch |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for lk in other:
+            def at(v):
+                return view((v, lk, t_el, t_ppm, t_delta, t_dist))
+            nk = at("naive")
+            tk = at(torches[0]) if torches else None
+            for v in variants + torches:
+                k = at(v)
+                if k is None:
+                    continue
+                c, t = cells[k], t_of(k)
+                th = "GPU" if k[6] is None else "%d" % k[6]
+                if t is None:
+                    why = skip_text(c["skip_reason"])
+                    if c["predicted_ms"]:
+                        why = "not run: predicted %.0f s > budget" % (c["predicted_ms"] / 1e3)
+                    elif c.get("mem_estimate_gb"):
+                        why = "not run: its dense matrices need about %s GB" % c["mem_estimate_gb"]
+                    lines.append("| %s | %s | %s | %s | | | | |" % (loss_title(lk), v, th, md(why)))
+                    continue
+                sn, st = ratio(t_of(nk), t), ratio(t_of(tk), t)
+                xf, fr = ratio(t, focal_of(k)), ratio(floor_of(k), t)
+                lines.append("| %s | %s | %s | %.1f | %s | %s | %s | %s |" % (
+                    loss_title(lk), v, th, t, "%.1fx" % xf if xf else "n/a",
+                    "%.3g" % fr if fr else "n/a", "%.1fx" % sn if sn else "n/a",
+                    "%.1fx" % st if st else "n/a"))
     table = "\n".join(lines) + "\n"
     with open(os.path.join(a.results, "table.md"), "w") as f:
         f.write(table)

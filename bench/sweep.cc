@@ -210,8 +210,23 @@ bool load_sweep(const std::string &path, const std::string &mode, Sweep *out, st
         sw.seed = (unsigned long long)num(gen, "seed", "generator");
         if (root.get("pap")) { // optional: a sweep without PAP rows need not say
             const Json &pap = field(root, "pap", Json::OBJ, "sweep");
+            sw.has_pap = true;
             sw.pap_params = field(pap, "params", Json::STR, "pap").str;
-            sw.pap_topk = (size_t)num(pap, "topk", "pap");
+            // topk: the axis of PAP rows, a list (a single number is read as a list of one).
+            const Json *tk = pap.get("topk");
+            std::vector<Json> ks;
+            if (tk && tk->kind == Json::NUM)
+                ks.push_back(*tk);
+            else
+                ks = field(pap, "topk", Json::ARR, "pap").arr;
+            sw.pap_topks.clear();
+            for (const Json &k : ks) {
+                if (k.kind != Json::NUM || k.num < 0)
+                    throw std::runtime_error("pap.topk: numbers >= 0 (0 = untruncated)");
+                sw.pap_topks.push_back((size_t)k.num);
+            }
+            if (sw.pap_topks.empty())
+                throw std::runtime_error("pap.topk: an empty list");
         }
         const Json &modes = field(root, "modes", Json::OBJ, "sweep");
         const Json *m = modes.get(mode);

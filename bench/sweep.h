@@ -32,7 +32,8 @@ struct Sweep {
     double ignore_rate = 0.01;
     unsigned long long seed = 12345;
     std::string pap_params = "retinanet"; // PAP rows: apl_pap_params name
-    size_t pap_topk = 100000;             // PAP rows: top-K (0 = untruncated)
+    bool has_pap = false;                 // the file has a "pap" object
+    std::vector<size_t> pap_topks = {100000}; // PAP rows: the top-K axis (0 = untruncated)
     SweepMode mode;
     std::vector<SweepCell> cells; // declaration order, no duplicates (as bench/sweep.py)
 };

@@ -75,6 +75,20 @@ def cells(sweep, mode_name):
     return out
 
 
+def pap_topks(sweep):
+    """The top-K axis of PAP rows (sweep.json pap.topk: a list, or one number; 0 = untruncated)."""
+    k = sweep.get("pap", {}).get("topk", [100000])
+    return [int(x) for x in (k if isinstance(k, list) else [k])]
+
+
+def loss_names(c, sweep):
+    """The loss parts of a cell's benchmark names: 'ap', 'alrp', 'pap/topk:K' per K."""
+    out = []
+    for l in c["losses"]:
+        out += ["pap/topk:%d" % k for k in pap_topks(sweep)] if l == "pap" else [l]
+    return out
+
+
 def cell_suffix(c):
     return "elements:%d/pos_ppm:%d/delta:%s/dist:%s" % (c["elements"], c["pos_ppm"],
                                                         fmt_delta(c["delta"]), c["dist"])
@@ -98,6 +112,9 @@ def main():
     for c in cells(sw, a.list_cells):
         print("%s threads:%s losses:%s" % (cell_suffix(c), ",".join(str(t) for t in c["threads"]),
                                            ",".join(c["losses"])))
+    if "pap" in sw:
+        print("pap params:%s topk:%s" % (sw["pap"]["params"],
+                                          ",".join(str(k) for k in pap_topks(sw))))
     return 0
 
 
