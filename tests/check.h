@@ -5,6 +5,7 @@
 
 #include "aploss/aploss.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,30 @@ static inline int check_runnable(const apl_variant *v)
     }
     printf("  %-18s skipped: %s\n", v->name, why.msg);
     return 0;
+}
+
+/* Calls fn(dir, name) for every case folder in dir, in name order; returns the number of cases,
+ * or -1 (with a message) when dir cannot be opened. */
+static inline int check_cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+static inline int check_for_each_case(const char *dir, void (*fn)(const char *, const char *))
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "cannot open the fixture directory %s (tests/cases/<loss> in the "
+                        "repository)\n", dir);
+        return -1;
+    }
+    static char names[64][256];
+    int cases = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && cases < 64)
+        if (e->d_name[0] != '.')
+            snprintf(names[cases++], sizeof names[0], "%s", e->d_name);
+    closedir(d);
+    qsort(names, (size_t)cases, sizeof names[0], check_cmp_names);
+    for (int i = 0; i < cases; i++)
+        fn(dir, names[i]);
+    return cases;
 }
 
 static inline int check_report(const char *name)

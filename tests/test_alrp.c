@@ -200,21 +200,9 @@ out:
 
 static int fixtures(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "test_alrp: cannot open the fixture directory %s\n", dir);
+    int cases = check_for_each_case(dir, fixture);
+    if (cases < 0)
         return 1;
-    }
-    struct dirent *ent;
-    char names[64][256];
-    int cases = 0;
-    while ((ent = readdir(d)) != NULL && cases < 64)
-        if (ent->d_name[0] != '.')
-            snprintf(names[cases++], sizeof names[0], "%s", ent->d_name);
-    closedir(d);
-    qsort(names, (size_t)cases, sizeof names[0], (int (*)(const void *, const void *))strcmp);
-    for (int i = 0; i < cases; i++)
-        fixture(dir, names[i]);
     CHECK(cases >= 4, "found %d aLRP fixture cases in %s, expected 4", cases, dir);
     return check_report("test_alrp fixtures");
 }

@@ -101,22 +101,9 @@ out:
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : APL_CASES_DIR;
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "test_fixtures: cannot open the fixture directory %s (tests/cases/ap in "
-                        "the repository)\n", dir);
+    int cases = check_for_each_case(dir, run_case);
+    if (cases < 0)
         return 1;
-    }
-    struct dirent *e;
-    char names[64][256];
-    int cases = 0;
-    while ((e = readdir(d)) != NULL && cases < 64)
-        if (e->d_name[0] != '.')
-            snprintf(names[cases++], sizeof names[0], "%s", e->d_name);
-    closedir(d);
-    qsort(names, (size_t)cases, sizeof names[0], (int (*)(const void *, const void *))strcmp);
-    for (int i = 0; i < cases; i++)
-        run_case(dir, names[i]);
     CHECK(cases >= 5, "found %d fixture cases in %s, expected at least 5", cases, dir);
     return check_report("test_fixtures");
 }
