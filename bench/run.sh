@@ -62,7 +62,7 @@ mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > "$build/configure.log" 2>&1 ||
     { cat "$build/configure.log" >&2; exit 1; }
 grep -E "aploss:|WARNING" "$build/configure.log" || true
-cmake --build "$build" -j"$(nproc)" --target aploss_bench aploss-cli
+cmake --build "$build" -j"$(nproc)" --target aploss_bench aploss-cli aploss_shared
 
 # ---- 3. the sweep ----
 slug() { tr 'A-Z' 'a-z' | sed -E 's/\((r|tm)\)//g; s/[^a-z0-9]+/-/g; s/^-+|-+$//g' | cut -c1-40; }
@@ -87,7 +87,18 @@ say "PyTorch baseline -> $stem-torch.json"
 "$py" bench/torch_baseline.py --cli "$build/aploss" --out "$stem-torch.json" \
     --sweep "$mode" --sweep-file "$sweep_file"
 
-# ---- 5. tables and plots from the stored JSON ----
+# ---- 5. the PyTorch training step and the driver across processes (python/aploss over
+#         $build/libaploss.so; skipped visibly without torch) ----
+if "$py" -c 'import torch' 2> /dev/null; then
+    say "PyTorch training step -> $stem-torch-step.json"
+    APLOSS_LIBRARY="$build/libaploss.so" "$py" bench/torch_step.py --out "$stem-torch-step.json"
+    say "across processes -> $stem-dist.json"
+    APLOSS_LIBRARY="$build/libaploss.so" "$py" bench/dist_bench.py --out "$stem-dist.json"
+else
+    say "skipped: training-step and across-process benchmarks ($py cannot import torch)"
+fi
+
+# ---- 6. tables and plots from the stored JSON ----
 say "tables and plots"
 APL_RESULTS="$results" plots/make.sh --bench "$stem.json"
 say "done: $stem.json, $stem-torch.json, $results/table.md, ${APL_PLOTS_OUT:-plots}/*.png"
