@@ -39,6 +39,7 @@ deps() {
 sanitizer_env() {
   export ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan_suppressions.txt:print_suppressions=0
   local sym; sym=$(command -v llvm-symbolizer || ls /usr/bin/llvm-symbolizer-* 2>/dev/null | tail -1)
   [ -n "$sym" ] && export ASAN_SYMBOLIZER_PATH=$sym
 }
@@ -68,7 +69,11 @@ asan_tests() {
     echo "hardening: LeakSanitizer cannot run here: leak detection off"
     export ASAN_OPTIONS=${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}
   fi
-  ctest --test-dir "$asan_dir" -j"$jobs" -LE large --output-on-failure --timeout 1800
+  # python_package loads libaploss.so into an uninstrumented python, which an instrumented
+  # library cannot be (unresolved sanitizer runtime symbols): it runs in the plain build only.
+  echo "hardening: python_package skipped here (runs in the plain build)"
+  ctest --test-dir "$asan_dir" -j"$jobs" -LE large -E '^python_package$' --output-on-failure \
+    --timeout 1800
 }
 
 fuzz_build() {

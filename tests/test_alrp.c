@@ -252,7 +252,7 @@ static void edge_cases(void)
     int8_t t0[4] = {0, 0, -1, 0};
     apl_problem p = {.loss = APL_LOSS_ALRP, .logits = s0, .targets = t0, .n = 4, .delta = 1.0};
     check_problem("no positives", &p);
-    double g[4];
+    double g[5]; /* the largest case below has 5 elements */
     apl_result r;
     CHECK(apl_reference(&p, g, NULL, &r, NULL) == APL_OK && r.loss == 0.0 && r.loss_loc == 0.0 &&
               g[0] == 0.0 && g[1] == 0.0 && g[3] == 0.0, "no positives: not all zero");
