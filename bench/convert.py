@@ -209,12 +209,24 @@ def main():
     a = ap.parse_args()
 
     if not a.bench:
-        found = [p for p in glob.glob(os.path.join(a.results, "*.json"))
-                 if not p.endswith("-torch.json")]
+        # aploss_bench's own output only (the torch, torch-step and dist JSONs sit beside it), the
+        # newest by the run's recorded date: file times mean nothing in a fresh clone.
+        found = []
+        for p in glob.glob(os.path.join(a.results, "*.json")):
+            if p.endswith("-torch.json"):
+                continue
+            try:
+                with open(p) as f:
+                    j = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(j, dict) and "benchmarks" in j and "sweep" in j.get("context", {}):
+                found.append((j["context"].get("date", ""), p))
         if not found:
-            print("convert.py: no results/*.json: run bench/run.sh first", file=sys.stderr)
+            print("convert.py: no aploss_bench results/*.json: run bench/run.sh first",
+                  file=sys.stderr)
             return 1
-        a.bench = max(found, key=os.path.getmtime)
+        a.bench = max(found)[1]
     if not a.torch:
         t = a.bench[:-len(".json")] + "-torch.json"
         a.torch = t if os.path.exists(t) else None

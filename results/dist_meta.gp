@@ -2,4 +2,4 @@
 di_machine = "Intel(R) Xeon(R) Processor (2 cores)"
 di_date = "2026-11-29"
 di_source = "cpu-intel-xeon-processor-20261129-dist.json"
-di_batch = "2621440 elements, 38 positives, quick run"
+di_batch = "20951040 elements, 282 positives"
