@@ -1,6 +1,7 @@
-/* registry.c: the one table of variants. Adding a variant is one file in kernels/ (listed in
- * kernels/CMakeLists.txt) and one row here; the CLI, the tests and the benchmarks all iterate
- * this table, and test_registry fails if a row that should be built has no implementation. */
+/* registry.c: the one table of variants. Adding a variant is one file in kernels/ (the build
+ * compiles every .c file there, and every .cu file with CUDA) and, here, its declaration and its
+ * row; the CLI, the tests and the benchmarks all iterate this table, and test_registry fails if a
+ * row that should be built has no implementation. */
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -16,6 +17,10 @@
 #else
 #define THRUST_CPU_FN(f) NULL
 #endif
+
+/* Variants no other kernel calls are declared here, beside their rows (the ones other kernels
+ * call, e.g. as an exact fallback, are declared in kernels/common/kernels.h):
+ * APL_VARIANT_FN(apl_NAME);   (GPU ones inside #ifdef APL_HAVE_CUDA, with apl_NAME_device) */
 
 #define AP APL_LOSS_BIT(APL_LOSS_AP)
 #define ALRP APL_LOSS_BIT(APL_LOSS_ALRP)
