@@ -200,6 +200,51 @@ def write_dat(path, xname, xs, series, comment):
             f.write(" ".join([fmt_num(x)] + [fmt_num(vals.get(x)) for _, vals in series]) + "\n")
 
 
+def training_step_rows(results):
+    """The README table's rows for bench/torch_step.py: the newest results/*-torch-step.json (by
+    its recorded date), one row per batch size and device with both times and the speed-up."""
+    runs = []
+    for p in glob.glob(os.path.join(results, "*-torch-step.json")):
+        try:
+            with open(p) as f:
+                j = json.load(f)
+            runs.append((j["context"].get("date", ""), p, j))
+        except (OSError, ValueError, KeyError):
+            continue
+    if not runs:
+        return []
+    _, path, j = max(runs, key=lambda r: (r[0], r[1]))
+    ctx = j["context"]
+    t, skipped = {}, {}
+    for b in j.get("benchmarks", []):
+        m = re.match(r"BM_torch_step/(published|aploss)_(cpu|cuda)/images:(\d+)$", b.get("name", ""))
+        if not m:
+            continue
+        if b.get("error_occurred"):
+            skipped[m.group(2)] = b.get("error_message", "skipped")
+        elif b.get("real_time"):
+            t[(m.group(1), m.group(2), int(m.group(3)))] = (b["real_time"], b.get("elements"))
+    out = ["", "One training step's loss forward + backward in PyTorch (bench/torch_step.py, `%s`, "
+           "%s, median of the steps; torch %s thread(s), library %s thread(s)): the published "
+           "loop's transcription (`python/aploss/published.py`) vs `aploss.torch.ap_loss`." % (
+               os.path.basename(path), ctx.get("date", "?")[:10], ctx.get("torch_threads", "?"),
+               ctx.get("library_threads", "?")),
+           "", "| device | images | elements | published (ms) | aploss.torch (ms) | speed-up |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for dev in ("cpu", "cuda"):
+        for n in sorted({k[2] for k in t if k[1] == dev}):
+            pub, apl = t.get(("published", dev, n)), t.get(("aploss", dev, n))
+            el = (pub or apl)[1]
+            out.append("| %s | %d | %s | %s | %s | %s |" % (
+                dev, n, el if el is not None else "?",
+                "%.1f" % pub[0] if pub else "n/a", "%.1f" % apl[0] if apl else "n/a",
+                "%.1fx" % (pub[0] / apl[0]) if pub and apl and apl[0] > 0 else "n/a"))
+    for dev in ("cpu", "cuda"):
+        if dev in skipped and not any(k[1] == dev for k in t):
+            out.append("| %s | | | %s | | |" % (dev, md(skipped[dev])))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=os.path.join(ROOT, "results"))
@@ -722,6 +767,7 @@ def main():
                     loss_title(lk), v, th, t, "%.1fx" % xf if xf else "n/a",
                     "%.3g" % fr if fr else "n/a", "%.1fx" % sn if sn else "n/a",
                     "%.1fx" % st if st else "n/a"))
+    lines += training_step_rows(a.results)
     table = "\n".join(lines) + "\n"
     with open(os.path.join(a.results, "table.md"), "w") as f:
         f.write(table)
