@@ -202,3 +202,20 @@ void apl_pap_grad_aux(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np,
         grad_aux[pos[i].k] = (float)g;
     }
 }
+
+apl_status apl_pap_begin(const apl_problem *p, int threads, apl_pap_fns *fns, apl_pap_rows *sel,
+                         apl_pap_pos **pos, size_t *np, apl_result *res, float *grad,
+                         apl_error *err)
+{
+    apl_pap_fns_init(p->params, p->param_rows, fns);
+    apl_status st = apl_pap_select(p->logits, p->targets, p->n, p->topk, threads, sel, err);
+    if (st == APL_OK)
+        st = apl_pap_gather(p, fns, sel, pos, np, err);
+    if (st != APL_OK)
+        return st;
+    *res = (apl_result){.positives = *np,
+                        .valid_negatives = apl_pap_negative_rows(sel, *pos, *np)};
+    if (*np == 0) /* loss 0, every gradient 0 */
+        memset(grad, 0, p->n * sizeof *grad);
+    return APL_OK;
+}

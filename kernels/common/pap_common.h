@@ -97,6 +97,12 @@ void apl_pap_grad_aux(const apl_pap_fns *fns, const apl_pap_pos *pos, size_t np,
 /* The number of negatives among the rows (apl_result.valid_negatives for PAP). */
 size_t apl_pap_negative_rows(const apl_pap_rows *sel, const apl_pap_pos *pos, size_t np);
 
+/* The start both PAP variants share: the functions, the rows, the sorted positives and *res.
+ * With no positives the answer is complete (loss 0, grad zeroed) and *np is 0. */
+apl_status apl_pap_begin(const apl_problem *p, int threads, apl_pap_fns *fns, apl_pap_rows *sel,
+                         apl_pap_pos **pos, size_t *np, apl_result *res, float *grad,
+                         apl_error *err);
+
 /* ---- segment phases (pap_sorted.c), shared by sorted and cuda_pap ----
  * The exact segment formulation in three steps around the O(M) passes, which are the caller's:
  *   build:  the merged breakpoints O (S of them, ascending, distinct) of the sorted positives;

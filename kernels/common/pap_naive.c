@@ -38,21 +38,13 @@ APL_VARIANT_FN(apl_pap_naive)
     const size_t n = p->n;
     float *grad = out->grad;
     apl_pap_fns fns;
-    apl_pap_fns_init(p->params, p->param_rows, &fns);
-    const apl_pwl *H2 = &fns.f[APL_PAP_H2];
     apl_pap_rows sel;
-    apl_status st = apl_pap_select(s, t, n, p->topk, threads, &sel, err);
-    if (st != APL_OK)
-        return st;
     apl_pap_pos *pos;
     size_t np;
-    if ((st = apl_pap_gather(p, &fns, &sel, &pos, &np, err)) != APL_OK)
+    apl_status st = apl_pap_begin(p, threads, &fns, &sel, &pos, &np, res, grad, err);
+    if (st != APL_OK || np == 0)
         return st;
-    *res = (apl_result){.positives = np, .valid_negatives = apl_pap_negative_rows(&sel, pos, np)};
-    if (np == 0) { /* loss 0, every gradient 0 */
-        memset(grad, 0, n * sizeof *grad);
-        return APL_OK;
-    }
+    const apl_pwl *H2 = &fns.f[APL_PAP_H2];
 
     /* The negative rows' logits, compacted; the positive rows are pos[] with row set. */
     const size_t nneg = res->valid_negatives;
