@@ -36,7 +36,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep as sweepdecl  # noqa: E402  (bench/sweep.py, beside this file)
+from torch_step import cpu_model  # noqa: E402  (one CPU-name reader for the bench scripts)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "python"))  # aploss.published: the AP-Loss transcription
 
@@ -64,17 +64,6 @@ LOSS_TOL, GRAD_TOL = 1e-5, 1e-3
 def bench_name(variant, loss, cell, threads):
     """loss: 'ap', 'alrp' or 'pap/topk:K' (sweep.loss_names)."""
     return "BM_loss/%s/%s/%s/threads:%d" % (variant, loss, sweepdecl.cell_suffix(cell), threads)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def ap_loss_torch(torch, s, t, delta, sync):
