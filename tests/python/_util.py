@@ -9,8 +9,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CASES = os.path.join(ROOT, "tests", "cases", "ap")
 
 
-def case_names():
-    return sorted(d for d in os.listdir(CASES) if os.path.isdir(os.path.join(CASES, d)))
+def case_names(loss="ap"):
+    """The fixture cases of tests/cases/<loss>, sorted."""
+    d = os.path.join(ROOT, "tests", "cases", loss)
+    return sorted(n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n)))
+
+
+def case_array(loss, name, what):
+    """tests/cases/<loss>/<name>/<what>.npy as a tensor (its own dtype)."""
+    return torch.from_numpy(np.load(os.path.join(ROOT, "tests", "cases", loss, name, what + ".npy")))
+
+
+def case_meta(loss, name):
+    """tests/cases/<loss>/<name>/meta.json."""
+    with open(os.path.join(ROOT, "tests", "cases", loss, name, "meta.json")) as f:
+        return json.load(f)
 
 
 def load_case(name):

@@ -1,8 +1,6 @@
 """aLRP Loss through aploss.torch.alrp_loss: the fixtures of the official code (tests/cases/alrp)
 within the contract's tolerance (docs/SPEC_ALRP.md), autograd to both inputs, image scope, and
 the refusals of eloc. Skipped where no variant of the library implements aLRP."""
-import json
-import os
 
 import pytest
 
@@ -11,21 +9,17 @@ np = pytest.importorskip("numpy", reason="numpy is not importable (apt-get insta
 
 import aploss.torch as apl  # noqa: E402
 from aploss.synthetic import retinanet_like  # noqa: E402
-from _util import ROOT, contract_errors  # noqa: E402
+from _util import case_array, case_meta, case_names, contract_errors  # noqa: E402
 
 ROWS = [v for v in apl.variants("alrp", "cpu") if v != "auto"]
 pytestmark = pytest.mark.skipif(not ROWS, reason="no CPU variant of libaploss implements alrp")
-CASES = os.path.join(ROOT, "tests", "cases", "alrp")
-NAMES = sorted(d for d in os.listdir(CASES) if os.path.isdir(os.path.join(CASES, d)))
+NAMES = case_names("alrp")
 
 
 def load(name):
-    d = os.path.join(CASES, name)
-    f = lambda x: torch.from_numpy(np.load(os.path.join(d, x + ".npy")))  # noqa: E731
-    with open(os.path.join(d, "meta.json")) as fh:
-        meta = json.load(fh)
+    f = lambda x: case_array("alrp", name, x)  # noqa: E731
     return (f("logits").float(), f("targets").to(torch.int8), f("eloc").float(),
-            f("grad_f64").double(), f("grad_eloc_f64").double(), meta)
+            f("grad_f64").double(), f("grad_eloc_f64").double(), case_meta("alrp", name))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -5,8 +5,6 @@ ties and logits within rounding of a breakpoint, all within the contract's toler
 (docs/SPEC_PAP.md, "Agreement": 1e-6 of max |grad| for both gradients, 1e-6 on the loss);
 autograd to both inputs; the refusals of iou, params and topk. Skipped where no variant of the
 library implements PAP."""
-import json
-import os
 
 import pytest
 
@@ -16,22 +14,18 @@ np = pytest.importorskip("numpy", reason="numpy is not importable (apt-get insta
 import aploss.torch as apl  # noqa: E402
 from aploss.published_pap import pap_loss_published  # noqa: E402
 from aploss.synthetic import retinanet_like  # noqa: E402
-from _util import ROOT, contract_errors  # noqa: E402
+from _util import case_array, case_meta, case_names, contract_errors  # noqa: E402
 
 ROWS = [v for v in apl.variants("pap", "cpu") if v != "auto"]
 pytestmark = pytest.mark.skipif(not ROWS, reason="no CPU variant of libaploss implements pap")
-CASES = os.path.join(ROOT, "tests", "cases", "pap")
-NAMES = sorted(d for d in os.listdir(CASES) if os.path.isdir(os.path.join(CASES, d)))
+NAMES = case_names("pap")
 SETS = ["retinanet", "rpn", "rcnn"]
 
 
 def load(name):
-    d = os.path.join(CASES, name)
-    f = lambda x: torch.from_numpy(np.load(os.path.join(d, x + ".npy")))  # noqa: E731
-    with open(os.path.join(d, "meta.json")) as fh:
-        meta = json.load(fh)
+    f = lambda x: case_array("pap", name, x)  # noqa: E731
     return (f("logits"), f("targets").to(torch.int8), f("iou"), f("ctrl"),
-            f("grad_f64").double(), f("grad_iou_f64").double(), meta)
+            f("grad_f64").double(), f("grad_iou_f64").double(), case_meta("pap", name))
 
 
 def check(s, t, v, params, topk, g64, gv64, loss64, what):

@@ -2,8 +2,6 @@
 float64): the transcription in float64 must reproduce the loss, the logits' gradient and the
 IoUs' gradient (docs/SPEC_PAP.md, "Agreement", with room to spare). Skipped, with the reason,
 where torch or numpy is missing."""
-import json
-import os
 
 import pytest
 
@@ -12,19 +10,18 @@ np = pytest.importorskip("numpy", reason="numpy is not installed")
 
 from aploss.published_pap import pap_loss_published  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CASES = os.path.join(ROOT, "tests", "cases", "pap")
-NAMES = sorted(d for d in os.listdir(CASES) if os.path.isdir(os.path.join(CASES, d)))
+from _util import case_array, case_meta, case_names  # noqa: E402
+
+NAMES = case_names("pap")
 
 
 def _load(name, f):
-    return torch.from_numpy(np.load(os.path.join(CASES, name, f + ".npy")))
+    return case_array("pap", name, f)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture(name):
-    with open(os.path.join(CASES, name, "meta.json")) as f:
-        meta = json.load(f)
+    meta = case_meta("pap", name)
     s = _load(name, "logits").to(torch.float64).requires_grad_(True)
     t = _load(name, "targets")
     v = _load(name, "iou").to(torch.float64).requires_grad_(True)
