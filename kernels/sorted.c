@@ -42,18 +42,13 @@ static void list_push(logit_list *l, float x)
     l->v[l->m++] = x;
 }
 
-/* The positives' logits in [j0, j1), appended to l: one read of the targets. Eight targets are
- * tested at once for a byte equal to 1 (the classic has-zero-byte test on t ^ 0x01..), so the
- * 99.99% of elements that are not positives cost no branch each. */
+/* The positives' logits in [j0, j1), appended to l: one read of the targets, eight at a time
+ * (apl_any_positive8). */
 static void positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, logit_list *l)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     size_t j = j0;
     for (; j + 8 <= j1; j += 8) {
-        uint64_t w;
-        memcpy(&w, t + j, 8);
-        w ^= ones;
-        if (!((w - ones) & ~w & highs))
+        if (!apl_any_positive8(t + j))
             continue;
         for (size_t q = j; q < j + 8; q++)
             if (t[q] == 1)

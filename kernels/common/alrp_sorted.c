@@ -27,19 +27,14 @@ static int by_logit_then_index(const void *x, const void *y)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
-/* Positives in [j0, j1): counted, or written with their indices into out when out is set.
- * Eight targets are tested at once for a byte equal to 1 (the has-zero-byte test on t ^ 0x01..),
- * so the elements that are not positives cost no branch each: this pass is aLRP's only extra
- * O(M) work over AP-Loss's. */
+/* Positives in [j0, j1): counted, or written with their indices into out when out is set; eight
+ * targets at a time (apl_any_positive8): this pass is aLRP's only extra O(M) work over
+ * AP-Loss's. */
 static size_t positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, apl_pos *out)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     size_t m = 0, j = j0;
     for (; j + 8 <= j1; j += 8) {
-        uint64_t w;
-        memcpy(&w, t + j, 8);
-        w ^= ones;
-        if (!((w - ones) & ~w & highs))
+        if (!apl_any_positive8(t + j))
             continue;
         for (size_t q = j; q < j + 8; q++)
             if (t[q] == 1) {

@@ -6,6 +6,19 @@
 
 #include "aploss/aploss.h"
 
+#include <string.h>
+
+/* 1 when one of the eight targets at t is 1: the has-zero-byte test on t ^ 0x0101.., so a scan for
+ * the positives (0.01% of elements or fewer) skips eight others without a branch each. */
+static inline int apl_any_positive8(const int8_t *t)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t w;
+    memcpy(&w, t, 8);
+    w ^= ones;
+    return ((w - ones) & ~w & highs) != 0;
+}
+
 typedef struct {
     float s;      /* logit */
     size_t index; /* position in the input */
