@@ -22,9 +22,10 @@
 // converter and the CTest checks classify by that field, never by the message.
 //
 // Timed: the variant function alone (inputs were checked once by apl_run during validation).
-// GPU rows: device-resident. Each input is copied to the GPU once (apl_gpu_bench_create, cached
-// with the input); every iteration runs the variant's device_fn on the device buffers between
-// two CUDA events (apl_gpu_bench_run), reported through UseManualTime.
+// GPU rows: device-resident. Each input (with aLRP's e) is copied to the GPU once
+// (apl_gpu_bench_create_problem, cached with the input); every iteration runs the variant's
+// device_fn for the row's loss on the device buffers between two CUDA events
+// (apl_gpu_bench_run_loss), reported through UseManualTime.
 //
 // Hidden test hook: APL_BENCH_INJECT_WRONG=1 adds a variant "wrong" (sorted with its gradient
 // scaled by 1.001), which must be refused (skip_reason=refused:<reason>), never timed.
@@ -60,8 +61,8 @@ using aplbench::SweepCell;
 const char *const kSkipReasons =
     "no_device (GPU row, no CUDA device), not_built (not compiled into this binary), "
     "device_error (the CUDA driver failed), no_device_fn (GPU row without a device-resident "
-    "entry), no_aux_inputs (GPU row of a loss other than AP: the device-resident path, "
-    "apl_gpu_bench_*, carries no per-positive inputs yet), "
+    "entry), no_aux_inputs (GPU row of PAP: the device-resident path, apl_gpu_bench_*, carries "
+    "aLRP's e but not PAP's parameters and top-K yet), "
     "over_budget (predicted time per call above budget_s; predicted_s=...), "
     "refused:<reason> (disagrees with the reference; apl_reason_name), "
     "error:<status> (a call failed; apl_status_name)";
@@ -131,7 +132,7 @@ struct Input {
     std::vector<float> eloc, iou;
     std::map<std::tuple<size_t, double, int, size_t>, Reference>
         refs; // (prefix elements, delta, loss, top-K: PAP's reference depends on it)
-    apl_gpu_bench *gpu = nullptr; // s and t on the device, made on first use by a GPU row
+    apl_gpu_bench *gpu = nullptr; // s, t and eloc on the device, made on first use by a GPU row
     Input() = default;
     Input(const Input &) = delete;
     Input &operator=(const Input &) = delete;
@@ -184,13 +185,18 @@ Input *get_input(const InputKey &k, std::string *error)
     return g_input.get();
 }
 
-// The cached input's device copy (inputs copied to the GPU once per input).
+// The cached input's device copy (inputs copied to the GPU once per input): logits, targets and
+// aLRP's e, so that one copy serves the AP and the aLRP rows.
 apl_gpu_bench *get_gpu(Input &in, std::string *error)
 {
     if (in.gpu)
         return in.gpu;
     apl_error err{};
-    if (apl_gpu_bench_create(in.s.data(), in.t.data(), in.n, &in.gpu, &err) != APL_OK) {
+    apl_problem prob = apl_ap_problem(in.s.data(), in.t.data(), in.n, 1.0);
+    prob.loss = APL_LOSS_ALRP;
+    prob.aux = in.eloc.data();
+    prob.n_aux = in.positives;
+    if (apl_gpu_bench_create_problem(&prob, &in.gpu, &err) != APL_OK) {
         *error = fmt("cannot copy the input to the device: %s", err.msg);
         return nullptr;
     }
@@ -318,10 +324,10 @@ Decision decide(const Row &row)
     Input &in = *inp;
     const size_t classes = g_sweep.classes, n = in.n;
     apl_problem prob{};
-    if (v.device == APL_GPU && row.loss != APL_LOSS_AP)
+    if (v.device == APL_GPU && row.loss == APL_LOSS_PAP)
         return skip("no_aux_inputs",
-                    fmt("skipped: loss %s on the GPU: apl_gpu_bench_run carries no per-positive "
-                        "inputs or parameters yet (harness.h)", apl_loss_name(row.loss)));
+                    fmt("skipped: loss %s on the GPU: apl_gpu_bench_run_loss carries aLRP's e but "
+                        "not PAP's parameters and top-K yet (harness.h)", apl_loss_name(row.loss)));
     if (!make_problem(in, n, row.loss, c.delta, row.threads, row.topk, &prob, &e))
         return skip("error:sweep", "error: " + e);
     Decision d;
@@ -350,8 +356,9 @@ Decision decide(const Row &row)
     double t_val = 0;
     if (v.device == APL_GPU) {
         // What is timed: device_fn on device-resident inputs (the cached copy at full size, a
-        // temporary one for a prefix), the gradient copied back afterwards. The first call
-        // includes one-time costs (module loading), so a quick one is repeated for the budget.
+        // temporary one of the prefix's problem for a prefix), the gradient copied back
+        // afterwards. The first call includes one-time costs (module loading), so a quick one
+        // is repeated for the budget.
         apl_gpu_bench *tmp = nullptr, *gb = nullptr;
         if (vn == n) {
             gb = get_gpu(in, &e);
@@ -359,17 +366,17 @@ Decision decide(const Row &row)
             if (!gb)
                 apl_fail(&why, st, "%s", e.c_str());
         } else {
-            st = apl_gpu_bench_create(in.s.data(), in.t.data(), vn, &tmp, &why);
+            st = apl_gpu_bench_create_problem(&vprob, &tmp, &why);
             gb = tmp;
         }
         if (st == APL_OK)
-            st = apl_gpu_bench_run(gb, &v, c.delta, &res, &t_val, &why);
+            st = apl_gpu_bench_run_loss(gb, &v, row.loss, c.delta, &res, &t_val, &why);
         if (st == APL_OK)
             st = apl_gpu_bench_grad(gb, in.grad.data(), &why);
         if (st == APL_OK && t_val < 2.0) {
             double again = 0;
             apl_result res2{};
-            st = apl_gpu_bench_run(gb, &v, c.delta, &res2, &again, &why);
+            st = apl_gpu_bench_run_loss(gb, &v, row.loss, c.delta, &res2, &again, &why);
             t_val = std::min(t_val, again);
         }
         apl_gpu_bench_destroy(tmp);
@@ -420,6 +427,8 @@ Decision decide(const Row &row)
         d.label += fmt("; topk=%zu", row.topk);
     if (v.device == APL_GPU)
         d.label += "; time: device-resident: kernels only, inputs already on the GPU, CUDA events";
+    if (v.device == APL_GPU && row.loss == APL_LOSS_ALRP)
+        d.label += " (aLRP: with its O(|P|) middle on the host and the per-positive copies)";
     d.ok = true;
     return d;
 }
@@ -472,7 +481,7 @@ void bm_loss(benchmark::State &state, Row row)
         }
         for (auto _ : state) {
             double sec = 0;
-            st = apl_gpu_bench_run(gb, &v, row.c.delta, &res, &sec, &err);
+            st = apl_gpu_bench_run_loss(gb, &v, row.loss, row.c.delta, &res, &sec, &err);
             if (st != APL_OK)
                 break;
             state.SetIterationTime(sec);

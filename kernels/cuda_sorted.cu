@@ -7,12 +7,19 @@
  *      offset to a histogram privatised per block in shared memory (when 2|P| segments fit),
  *      merged into the global one with integer atomics; the positives' histogram from their
  *      sorted list (histogram_sorted)
- *   3. sorted_core (thrust_sorted.inl): window sums give a_i, b_i; the recurrence; alpha_k, beta_k
+ *   3. sorted_core (thrust_sorted.inl): window sums give a_i, b_i; the loss's middle (AP: the
+ *      recurrence; aLRP: c_i, L_i, w_i = L_i / b_i, both losses and grad_e, on the host by the
+ *      CPU variants' functions, alrp_middle); alpha_k, beta_k
  *   4. pass2_kernel: every element's gradient (G at valid negatives, 0 elsewhere), then the
- *      positives' -(1 - prec_i)/|P|, straight into the device gradient
+ *      positives' own values (AP -(1 - prec_i)/|P|, aLRP -L_i/|P|), straight into the device
+ *      gradient
+ *
+ * aLRP Loss (docs/SPEC_ALRP.md) differs from AP-Loss only in step 3: the kernels are the same.
+ * Outside the segments' exact range both losses go to cuda_warp (exact_fallback); PAP goes to
+ * kernels/cuda_pap.cu.
  *
  * apl_cuda_sorted_device is that, on device pointers; apl_cuda_sorted (host pointers) copies the
- * inputs in, calls it and copies the gradient out.
+ * inputs (aLRP: and e) in, calls it and copies the gradient (aLRP: and grad_e) out.
  *
  * Deterministic: the only atomics add integers (counts, fixed-point offsets), and integer
  * addition does not depend on order. Steps 1 and 3 are the code thrust_sorted_cpu runs on the
@@ -188,11 +195,17 @@ apl_status shared_bytes(int dev, size_t *bytes, apl_error *err)
     return APL_OK;
 }
 
-/* The device core: s, t and grad are device pointers (n elements each). May throw. */
-apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double delta,
-                            float *grad, apl_result *res, apl_error *err)
+/* The device core, AP-Loss or aLRP Loss: every pointer of pr and out is a device pointer. May
+ * throw. */
+apl_status cuda_sorted_core(const apl_problem *pr, const apl_output *out, apl_result *res,
+                            apl_error *err)
 {
     *res = apl_result{};
+    const float *s = pr->logits;
+    const int8_t *t = pr->targets;
+    const size_t n = pr->n;
+    const double delta = pr->delta;
+    float *grad = out->grad;
     if (n == 0)
         return APL_OK;
     const cudaStream_t st = cur_stream();
@@ -207,7 +220,7 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
     positives p;
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
-    if (p.np == 0) {
+    if (p.np == 0) { /* both losses 0, every gradient 0 (grad_e has no entries) */
         CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, st));
         return device_sync(err);
     }
@@ -215,7 +228,7 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
         return apl_fail(err, APL_ERR_ARG, "cuda_sorted: %zu positives: at most %zu supported",
                         p.np, MAX_POSITIVES);
     if (!segments_in_range(p, delta))
-        return exact_fallback(s, t, n, delta, grad, res, err);
+        return exact_fallback(pr, out, res, err);
     segments sg;
     build_segments(p, delta, n, sg);
     const uint64_t S = sg.S;
@@ -239,8 +252,13 @@ apl_status cuda_sorted_core(const float *s, const int8_t *t, size_t n, double de
     histogram_sorted(p.s, sg, kp, cnt_p, off_p);
 
     core_result r;
-    sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p, r);
+    alrp_io alrp = alrp_of(pr, out);
+    apl_status mid = sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p,
+                                 pr->loss == APL_LOSS_ALRP ? &alrp : nullptr, r, err);
+    if (mid != APL_OK)
+        return mid;
     res->loss = r.loss;
+    res->loss_loc = alrp.loss_loc;
     res->valid_negatives = (size_t)(uint64_t)nv[0];
 
     /* Pass 2: every element of the gradient, then the positives over it. */
@@ -259,7 +277,7 @@ APL_VARIANT_FN(apl_cuda_sorted_device)
         return apl_cuda_pap_device(p, out, res, err);
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
-        return cuda_sorted_core(APL_AP_ARGS(p, out), res, err);
+        return cuda_sorted_core(p, out, res, err);
     });
 }
 
@@ -269,7 +287,7 @@ APL_VARIANT_FN(apl_cuda_sorted)
         return apl_cuda_pap(p, out, res, err);
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_sorted", [&]() -> apl_status {
-        return run_from_host(cuda_sorted_core, APL_AP_ARGS(p, out), res, err);
+        return run_from_host(cuda_sorted_core, p, out, res, err);
     });
 }
 

@@ -8,15 +8,21 @@
  *      block's warps share tiles of logits staged in shared memory; H per term in double,
  *      double accumulation, butterfly shuffle reduction; ab_reduce adds the chunks' partials in
  *      ascending order (fixed orders throughout: deterministic)
- *   3. precision_recurrence (thrust_sorted.inl): 1 - max_prec as a min-scan in ascending score
- *      order, w_i in the SPEC's stable form, loss = mean(1 - prec_i)
+ *   3. the loss's middle (loss_middle, thrust_sorted.inl). AP: precision_recurrence, 1 - max_prec
+ *      as a min-scan in ascending score order, w_i in the SPEC's stable form, loss = mean(1 -
+ *      prec_i). aLRP (docs/SPEC_ALRP.md): a_i, b_i to the host, where the CPU variants'
+ *      functions give c_i, L_i, w_i = L_i / b_i, both losses and grad_e (alrp_middle), as for
+ *      naive and pruned
  *   4. neg_grad_kernel: one thread per valid negative, looping over the positives (logit and
- *      w_i) in shared-memory tiles, double accumulation; then the positives' -(1 - prec_i)/|P|
+ *      w_i) in shared-memory tiles, double accumulation; then the positives' own values (AP
+ *      -(1 - prec_i)/|P|, aLRP -L_i/|P|)
  *
- * No atomics at all, so two runs give the same bits.
+ * The ramps are double throughout (x - s_i in double, never a float32 breakpoint), which is
+ * what aLRP's unbounded weights need (SPEC_ALRP.md, "Numerical hazards"). No atomics at all, so
+ * two runs give the same bits.
  *
  * apl_cuda_warp_device is that, on device pointers; apl_cuda_warp (host pointers) copies the
- * inputs in, calls it and copies the gradient out.
+ * inputs (aLRP: and e) in, calls it and copies the gradient (aLRP: and grad_e) out.
  */
 #include "thrust_sorted.inl"
 
@@ -145,17 +151,23 @@ __global__ void neg_grad_kernel(const float *xv, const uint64_t *vidx, uint64_t 
         grad[vidx[j]] = (float)(g * inv_np);
 }
 
-/* The device core: s, t and grad are device pointers (n elements each). May throw. */
-apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delta, float *grad,
-                          apl_result *res, apl_error *err)
+/* The device core, AP-Loss or aLRP Loss: every pointer of pr and out is a device pointer. May
+ * throw. */
+apl_status cuda_warp_core(const apl_problem *pr, const apl_output *out, apl_result *res,
+                          apl_error *err)
 {
     *res = apl_result{};
+    const float *s = pr->logits;
+    const int8_t *t = pr->targets;
+    const size_t n = pr->n;
+    const double delta = pr->delta;
+    float *grad = out->grad;
     if (n == 0)
         return APL_OK;
     positives p;
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
-    if (p.np == 0) {
+    if (p.np == 0) { /* both losses 0, every gradient 0 (grad_e has no entries) */
         CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, cur_stream()));
         return device_sync(err);
     }
@@ -181,10 +193,15 @@ apl_status cuda_warp_core(const float *s, const int8_t *t, size_t n, double delt
                                                              raw(a), raw(b));
     CUDA_CHECK(cudaGetLastError());
     core_result r;
-    r.loss = precision_recurrence(a, b, r.om, w);
+    alrp_io alrp = alrp_of(pr, out);
+    apl_status mid =
+        loss_middle(p, delta, a, b, pr->loss == APL_LOSS_ALRP ? &alrp : nullptr, r, w, err);
+    if (mid != APL_OK)
+        return mid;
     res->loss = r.loss;
+    res->loss_loc = alrp.loss_loc;
 
-    /* 0 everywhere, then G at the valid negatives and -(1 - prec_i)/|P| at the positives. */
+    /* 0 everywhere, then G at the valid negatives and -om_i/|P| at the positives. */
     CUDA_CHECK(cudaMemsetAsync(grad, 0, n * sizeof *grad, st));
     if (nv > 0) {
         neg_grad_kernel<<<(unsigned)((nv + G_THREADS - 1) / G_THREADS), G_THREADS, 0, st>>>(
@@ -202,7 +219,7 @@ APL_VARIANT_FN(apl_cuda_warp_device)
 {
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
-        return cuda_warp_core(APL_AP_ARGS(p, out), res, err);
+        return cuda_warp_core(p, out, res, err);
     });
 }
 
@@ -210,6 +227,6 @@ APL_VARIANT_FN(apl_cuda_warp)
 {
     stream_scope on(p->stream);
     return apl_guarded(err, "cuda_warp", [&]() -> apl_status {
-        return run_from_host(cuda_warp_core, APL_AP_ARGS(p, out), res, err);
+        return run_from_host(cuda_warp_core, p, out, res, err);
     });
 }

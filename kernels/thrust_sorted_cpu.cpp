@@ -16,5 +16,5 @@
 
 APL_VARIANT_FN(apl_thrust_sorted_cpu)
 {
-    return thrust_sorted_run("thrust_sorted_cpu", APL_AP_ARGS(p, out), res, err);
+    return thrust_sorted_run("thrust_sorted_cpu", p, out, res, err);
 }

@@ -8,11 +8,11 @@
 APL_VARIANT_FN(apl_thrust_sorted_cuda)
 {
     stream_scope on(p->stream);
-    return thrust_sorted_run("thrust_sorted_cuda", APL_AP_ARGS(p, out), res, err);
+    return thrust_sorted_run("thrust_sorted_cuda", p, out, res, err);
 }
 
 APL_VARIANT_FN(apl_thrust_sorted_cuda_device)
 {
     stream_scope on(p->stream);
-    return thrust_sorted_run_device("thrust_sorted_cuda", APL_AP_ARGS(p, out), res, err);
+    return thrust_sorted_run_device("thrust_sorted_cuda", p, out, res, err);
 }

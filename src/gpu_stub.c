@@ -15,10 +15,26 @@ apl_status apl_gpu_bench_create(const float *logits, const int8_t *targets, size
     return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
 }
 
+apl_status apl_gpu_bench_create_problem(const apl_problem *p, apl_gpu_bench **out,
+                                        apl_error *err)
+{
+    (void)p;
+    if (out)
+        *out = NULL;
+    return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
+}
+
 apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, double delta,
                              apl_result *res, double *seconds, apl_error *err)
 {
     (void)b, (void)v, (void)delta, (void)res, (void)seconds;
+    return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
+}
+
+apl_status apl_gpu_bench_run_loss(apl_gpu_bench *b, const apl_variant *v, apl_loss loss,
+                                  double delta, apl_result *res, double *seconds, apl_error *err)
+{
+    (void)b, (void)v, (void)loss, (void)delta, (void)res, (void)seconds;
     return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
 }
 
@@ -31,6 +47,12 @@ apl_status apl_gpu_bench_floor(apl_gpu_bench *b, double *seconds, apl_error *err
 apl_status apl_gpu_bench_grad(const apl_gpu_bench *b, float *host_grad, apl_error *err)
 {
     (void)b, (void)host_grad;
+    return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
+}
+
+apl_status apl_gpu_bench_grad_aux(const apl_gpu_bench *b, float *host_grad_aux, apl_error *err)
+{
+    (void)b, (void)host_grad_aux;
     return apl_fail(err, APL_ERR_UNAVAILABLE, APL_NO_CUDA_MSG);
 }
 

@@ -44,13 +44,15 @@ static const apl_variant table[] = {
      .description = "thrust_sorted on Thrust's CPU backend: sort, search, reduce_by_key, integer "
                     "scans"},
     {.name = "cuda_warp", .fn = GPU_FN(apl_cuda_warp), .device_fn = GPU_FN(apl_cuda_warp_device),
-     .device = APL_GPU, .losses = AP, .backend = "CUDA", .quadratic = 1,
-     .description = "published algorithm on the GPU: one warp per positive, scan for max_prec"},
+     .device = APL_GPU, .losses = AP | ALRP, .backend = "CUDA", .quadratic = 1,
+     .description = "published algorithm on the GPU: one warp per positive, scan for max_prec; "
+                    "alrp: aLRP's O(|P|) middle on the host"},
     {.name = "cuda_sorted", .fn = GPU_FN(apl_cuda_sorted),
-     .device_fn = GPU_FN(apl_cuda_sorted_device), .device = APL_GPU, .losses = AP | PAP,
+     .device_fn = GPU_FN(apl_cuda_sorted_device), .device = APL_GPU, .losses = AP | ALRP | PAP,
      .backend = "CUDA+CUB",
      .description = "sorted algorithm on the GPU: shared-memory segment histograms, scans, one "
-                    "pass for G(x); pap: sorted's segment phases, passes on the GPU"},
+                    "pass for G(x); alrp: the same passes, aLRP's O(|P|) middle on the host; "
+                    "pap: sorted's segment phases, passes on the GPU"},
     {.name = "thrust_sorted_cuda", .fn = GPU_FN(apl_thrust_sorted_cuda),
      .device_fn = GPU_FN(apl_thrust_sorted_cuda_device), .device = APL_GPU, .losses = AP,
      .backend = "Thrust/CUDA",

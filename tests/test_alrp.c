@@ -14,7 +14,10 @@
  *   test_alrp large DIST D   RetinaNet batch 8 (2.1e7 elements)
  *
  * Balance (the paper's Theorem 2): |sum_V grad + sum_P grad| <= 1e-6 sum_P |grad|, sums in
- * double, for the reference, the fixtures and every variant. */
+ * double, for the reference, the fixtures and every variant.
+ *
+ * "Every aLRP variant" includes the GPU rows (skipped visibly without a device) and
+ * thrust_sorted_cpu+: the CPU build of the GPU rows' aLRP source (see alrp_rows). */
 #define _DEFAULT_SOURCE
 #include "aploss/harness.h"
 #include "check.h"
@@ -50,18 +53,43 @@ static void check_balance(const char *what, const apl_problem *p, const float *g
           pos);
 }
 
+/* The rows checked for aLRP: every row of the table that implements it (the GPU ones skip
+ * visibly without a device, and fail with APL_REQUIRE_GPU=1), and thrust_sorted_cpu with aLRP's
+ * bit added. That row is no aLRP variant of its own (the table gives it AP only), but its
+ * function runs kernels/common/thrust_sorted.inl for the problem's loss, and that file holds the
+ * aLRP path of cuda_sorted and cuda_warp (alrp_middle, the adaptive fixed-point weights, the
+ * positives' scatter, the exact fallback): its CPU build checks that logic where no GPU is. */
+static size_t alrp_rows(apl_variant *rows, size_t cap)
+{
+    size_t count, m = 0;
+    const apl_variant *v = apl_variants(&count);
+    for (size_t i = 0; i < count && m < cap; i++)
+        if (apl_variant_has_loss(&v[i], APL_LOSS_ALRP))
+            rows[m++] = v[i];
+    const apl_variant *t = apl_variant_find("thrust_sorted_cpu");
+    if (t && t->fn && m < cap) {
+        rows[m] = *t;
+        rows[m].losses |= APL_LOSS_BIT(APL_LOSS_ALRP);
+        rows[m++].name = "thrust_sorted_cpu+";
+    }
+    return m;
+}
+
 /* Runs every aLRP variant on p and compares with (g64, e64, ref) through apl_accept; checks the
  * balance of each. Prints one line per variant with its errors. */
 static void check_variants(const char *what, const apl_problem *p, const double *g64,
                            const double *e64, const apl_result *ref)
 {
-    size_t count;
-    const apl_variant *v = apl_variants(&count);
+    apl_variant v[32];
+    const size_t count = alrp_rows(v, sizeof v / sizeof v[0]);
     float *grad = malloc((p->n + 1) * sizeof *grad);
     float *ge = malloc((p->n_aux + 1) * sizeof *ge);
     for (size_t i = 0; i < count && grad && ge; i++) {
-        if (!apl_variant_has_loss(&v[i], APL_LOSS_ALRP) || !check_runnable(&v[i]))
+        if (!check_runnable(&v[i]))
             continue;
+        /* Poison the outputs: a variant must write every entry of both. */
+        memset(grad, 0xff, (p->n + 1) * sizeof *grad);
+        memset(ge, 0xff, (p->n_aux + 1) * sizeof *ge);
         apl_error err = {0};
         apl_result r = {0};
         apl_output out = {grad, ge};

@@ -128,20 +128,38 @@ typedef struct apl_gpu_bench apl_gpu_bench;
  * gradient (n elements each) and copies logits and targets once. *out is NULL on failure. */
 apl_status apl_gpu_bench_create(const float *logits, const int8_t *targets, size_t n,
                                 apl_gpu_bench **out, apl_error *err);
+/* The same for problem p (host pointers; apl_check_problem, so aLRP's e is checked too): for
+ * loss aLRP its per-positive e (p->aux, p->n_aux) is copied to the device once as well, with a
+ * device grad_e. The context then runs AP-Loss and p->loss. PAP is refused (APL_ERR_UNAVAILABLE:
+ * its parameters and top-K are not carried). p->delta is checked but not kept: each run gives
+ * its own. */
+apl_status apl_gpu_bench_create_problem(const apl_problem *p, apl_gpu_bench **out,
+                                        apl_error *err);
 /* Runs v->device_fn on the device buffers (default stream) between two CUDA events and returns
  * the elapsed event time in *seconds: the whole device_fn call, that is the kernels and Thrust/CUB
  * calls, the few scalar device-to-host reads the algorithm needs (counts, the lowest positive,
- * the loss), which wait for the stream, and the pool allocations of its temporaries (after the
+ * the loss), which wait for the stream (aLRP: also its O(|P|) middle on the host, with the
+ * per-positive arrays to and from it), and the pool allocations of its temporaries (after the
  * first call, no cudaMalloc/cudaFree: see apl_gpu_release_cache); no host<->device copy of the
  * arrays. The gradient stays on the device (apl_gpu_bench_grad). */
 apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, double delta,
                              apl_result *res, double *seconds, apl_error *err);
+/* apl_gpu_bench_run for loss `loss`: AP-Loss, or the loss the context was made for
+ * (apl_gpu_bench_create_problem); for aLRP the call also writes grad_e on the device
+ * (apl_gpu_bench_grad_aux), as training needs it. APL_ERR_UNAVAILABLE when v does not implement
+ * the loss, APL_ERR_ARG when the context does not carry its inputs. apl_gpu_bench_run is this
+ * with APL_LOSS_AP. */
+apl_status apl_gpu_bench_run_loss(apl_gpu_bench *b, const apl_variant *v, apl_loss loss,
+                                  double delta, apl_result *res, double *seconds, apl_error *err);
 /* The device memory floor: one grid-stride kernel that reads logits and targets once and writes
  * the gradient once (g = t == 1 ? -s : 0.5f * s, vectorised where aligned), event-timed. It
  * overwrites the device gradient. */
 apl_status apl_gpu_bench_floor(apl_gpu_bench *b, double *seconds, apl_error *err);
 /* Copies the device gradient (n floats) to host_grad. */
 apl_status apl_gpu_bench_grad(const apl_gpu_bench *b, float *host_grad, apl_error *err);
+/* Copies the device grad_aux (aLRP's grad_e of the last aLRP run: n_aux floats, the context's
+ * p->n_aux; nothing for a context without aux) to host_grad_aux. */
+apl_status apl_gpu_bench_grad_aux(const apl_gpu_bench *b, float *host_grad_aux, apl_error *err);
 size_t apl_gpu_bench_size(const apl_gpu_bench *b); /* n; 0 for NULL */
 void apl_gpu_bench_destroy(apl_gpu_bench *b);      /* NULL is fine */
 /* The current CUDA device's name into buf (always NUL-terminated when cap > 0): APL_OK, or

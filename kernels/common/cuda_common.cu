@@ -2,9 +2,9 @@
  * the reason, where there is no driver or no device) and turning a cudaError_t into a status
  * with CUDA's own message and the place (see cuda_common.h). Never aborts.
  *
- * Also the GPU timing of aploss.h: apl_gpu_bench, a device-resident benchmark context (inputs
- * copied to the device once; a variant's device_fn or the memory floor kernel timed with CUDA
- * events on the default stream), and apl_gpu_name. */
+ * Also the GPU timing of aploss.h: apl_gpu_bench, a device-resident benchmark context (inputs,
+ * aLRP's e included, copied to the device once; a variant's device_fn or the memory floor kernel
+ * timed with CUDA events on the default stream), and apl_gpu_name. */
 #include "cuda_common.h"
 #include "aploss/harness.h"
 
@@ -181,6 +181,10 @@ struct apl_gpu_bench {
     float *s = nullptr;    /* device logits */
     int8_t *t = nullptr;   /* device targets */
     float *g = nullptr;    /* device gradient */
+    apl_loss aux_loss = APL_LOSS_AP; /* the loss whose per-positive inputs the context holds */
+    size_t n_aux = 0;
+    float *aux = nullptr;  /* device e (aLRP), n_aux */
+    float *ga = nullptr;   /* device grad_e, n_aux */
     cudaEvent_t start = nullptr, stop = nullptr;
     unsigned floor_blocks = 1; /* the floor kernel's grid, fixed at creation */
     bool floor_vec = false;    /* float4/char4 loads and float4 stores */
@@ -229,6 +233,10 @@ void gpu_bench_free(apl_gpu_bench *b)
         (void)cudaFree(b->t);
     if (b->g)
         (void)cudaFree(b->g);
+    if (b->aux)
+        (void)cudaFree(b->aux);
+    if (b->ga)
+        (void)cudaFree(b->ga);
     if (b->start)
         (void)cudaEventDestroy(b->start);
     if (b->stop)
@@ -237,9 +245,11 @@ void gpu_bench_free(apl_gpu_bench *b)
     delete b;
 }
 
-apl_status gpu_bench_setup(apl_gpu_bench *b, const float *logits, const int8_t *targets,
-                           size_t n, apl_error *err)
+apl_status gpu_bench_setup(apl_gpu_bench *b, const apl_problem *pr, apl_error *err)
 {
+    const size_t n = pr->n;
+    const float *logits = pr->logits;
+    const int8_t *targets = pr->targets;
     b->n = n;
     const size_t m = n ? n : 1; /* valid, distinct pointers even for n = 0 */
     /* Through locals: b only ever holds what was really allocated (gpu_bench_free frees it). */
@@ -261,6 +271,19 @@ apl_status gpu_bench_setup(apl_gpu_bench *b, const float *logits, const int8_t *
     if (n) {
         CUDA_CHECK(cudaMemcpy(b->s, logits, n * sizeof(float), cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(b->t, targets, n * sizeof(int8_t), cudaMemcpyHostToDevice));
+    }
+    if (pr->loss == APL_LOSS_ALRP) { /* e once, and room for grad_e */
+        const size_t na = pr->n_aux, ma = na ? na : 1;
+        p = nullptr;
+        CUDA_CHECK(cudaMalloc(&p, ma * sizeof(float)));
+        b->aux = (float *)p;
+        p = nullptr;
+        CUDA_CHECK(cudaMalloc(&p, ma * sizeof(float)));
+        b->ga = (float *)p;
+        if (na)
+            CUDA_CHECK(cudaMemcpy(b->aux, pr->aux, na * sizeof(float), cudaMemcpyHostToDevice));
+        b->aux_loss = APL_LOSS_ALRP;
+        b->n_aux = na;
     }
     /* cudaMalloc aligns to 256 bytes, so this holds; checked all the same. */
     b->floor_vec = (uintptr_t)b->s % 16 == 0 && (uintptr_t)b->g % 16 == 0 &&
@@ -296,12 +319,28 @@ apl_status gpu_bench_elapsed(apl_gpu_bench *b, double *seconds, apl_error *err)
 extern "C" apl_status apl_gpu_bench_create(const float *logits, const int8_t *targets, size_t n,
                                            apl_gpu_bench **out, apl_error *err)
 {
-    if (!out)
-        return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_create: null output pointer");
+    apl_problem p = {};
+    p.loss = APL_LOSS_AP;
+    p.logits = logits;
+    p.targets = targets;
+    p.n = n;
+    p.delta = 1.0;
+    return apl_gpu_bench_create_problem(&p, out, err);
+}
+
+extern "C" apl_status apl_gpu_bench_create_problem(const apl_problem *pr, apl_gpu_bench **out,
+                                                   apl_error *err)
+{
+    if (!out || !pr)
+        return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_create: null problem or output pointer");
     *out = nullptr;
-    apl_status st = apl_check_inputs(logits, targets, n, 1.0, err);
+    if (pr->loss == APL_LOSS_PAP)
+        return apl_fail(err, APL_ERR_UNAVAILABLE, "apl_gpu_bench_create: loss pap: the GPU "
+                        "timing context does not carry its parameters and top-K");
+    apl_status st = apl_check_problem(pr, err);
     if (st != APL_OK)
         return st;
+    const size_t n = pr->n;
     if (n > SIZE_MAX / sizeof(float))
         return apl_fail(err, APL_ERR_NOMEM, "apl_gpu_bench_create: %zu elements: size overflows",
                         n);
@@ -312,7 +351,7 @@ extern "C" apl_status apl_gpu_bench_create(const float *logits, const int8_t *ta
         apl_gpu_bench *b = new (std::nothrow) apl_gpu_bench();
         if (!b)
             return apl_fail(err, APL_ERR_NOMEM, "apl_gpu_bench_create: out of host memory");
-        apl_status s2 = gpu_bench_setup(b, logits, targets, n, err);
+        apl_status s2 = gpu_bench_setup(b, pr, err);
         if (s2 != APL_OK) {
             gpu_bench_free(b);
             return s2;
@@ -325,24 +364,42 @@ extern "C" apl_status apl_gpu_bench_create(const float *logits, const int8_t *ta
 extern "C" apl_status apl_gpu_bench_run(apl_gpu_bench *b, const apl_variant *v, double delta,
                                         apl_result *res, double *seconds, apl_error *err)
 {
+    return apl_gpu_bench_run_loss(b, v, APL_LOSS_AP, delta, res, seconds, err);
+}
+
+extern "C" apl_status apl_gpu_bench_run_loss(apl_gpu_bench *b, const apl_variant *v,
+                                             apl_loss loss, double delta, apl_result *res,
+                                             double *seconds, apl_error *err)
+{
     if (!b || !v || !seconds)
         return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_run: null context, variant or seconds");
     if (!v->device_fn)
         return apl_fail(err, APL_ERR_UNAVAILABLE,
                         "%s: no device-resident entry point (device_fn) in this binary", v->name);
+    if (!apl_variant_has_loss(v, loss))
+        return apl_fail(err, APL_ERR_UNAVAILABLE, "%s: does not implement loss %s", v->name,
+                        apl_loss_name(loss));
+    if (loss != APL_LOSS_AP && loss != b->aux_loss)
+        return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_run: loss %s: the context holds no "
+                        "inputs for it (apl_gpu_bench_create_problem)", apl_loss_name(loss));
     apl_status st = apl_check_inputs(nullptr, nullptr, 0, delta, err); /* delta alone */
     if (st != APL_OK)
         return st;
     return apl_guarded(err, "apl_gpu_bench_run", [&]() -> apl_status {
-        CUDA_CHECK(cudaEventRecord(b->start, 0));
         apl_result r = {};
         apl_problem pr = {};
-        pr.loss = APL_LOSS_AP;
+        pr.loss = loss;
         pr.logits = b->s;
         pr.targets = b->t;
         pr.n = b->n;
         pr.delta = delta;
         apl_output o = {b->g, nullptr};
+        if (loss == APL_LOSS_ALRP) {
+            pr.aux = b->aux;
+            pr.n_aux = b->n_aux;
+            o.grad_aux = b->ga;
+        }
+        CUDA_CHECK(cudaEventRecord(b->start, 0));
         apl_status s2 = v->device_fn(&pr, &o, &r, err);
         if (s2 != APL_OK)
             return s2;
@@ -381,6 +438,20 @@ extern "C" apl_status apl_gpu_bench_grad(const apl_gpu_bench *b, float *host_gra
         return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_grad: null gradient for %zu elements",
                         b->n);
     CUDA_CHECK(cudaMemcpy(host_grad, b->g, b->n * sizeof(float), cudaMemcpyDeviceToHost));
+    return APL_OK;
+}
+
+extern "C" apl_status apl_gpu_bench_grad_aux(const apl_gpu_bench *b, float *host_grad_aux,
+                                             apl_error *err)
+{
+    if (!b)
+        return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_grad_aux: null context");
+    if (b->n_aux == 0)
+        return APL_OK;
+    if (!host_grad_aux)
+        return apl_fail(err, APL_ERR_ARG, "apl_gpu_bench_grad_aux: null output for %zu values",
+                        b->n_aux);
+    CUDA_CHECK(cudaMemcpy(host_grad_aux, b->ga, b->n_aux * sizeof(float), cudaMemcpyDeviceToHost));
     return APL_OK;
 }
 

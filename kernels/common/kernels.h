@@ -12,8 +12,6 @@ extern "C" {
 #define APL_VARIANT_FN(name)                                                                     \
     apl_status name(const apl_problem *p, const apl_output *out, apl_result *res,               \
                     apl_error *err)
-/* The AP-Loss arguments of a call, in the order the AP-only cores take them. */
-#define APL_AP_ARGS(p, out) (p)->logits, (p)->targets, (p)->n, (p)->delta, (out)->grad
 
 APL_VARIANT_FN(apl_naive);
 APL_VARIANT_FN(apl_pruned);

@@ -4,7 +4,7 @@
  *                           CI has no GPU; this build is how the logic below gets tested there.
  *   thrust_sorted_cuda.cu   the same source on Thrust's CUDA backend: thrust_sorted_cuda.
  *   cuda_sorted.cu          its own pass-1 histogram and pass-2 kernels around the steps here.
- *   cuda_warp.cu            the positives, the valid negatives and the precision recurrence.
+ *   cuda_warp.cu            the positives, the valid negatives and the loss's middle.
  *
  * The math is sorted.c's: the sorted positives' ramp ends s_i -+ delta, merged, cut the logit
  * axis into segments [O_k, O_k+1) (found by the one segment index, segment_index.h, which the
@@ -28,18 +28,26 @@
  *    cancellation (sorted.c's prefix of count * (O_k - O_0) cancels at large |O_k|), and an empty
  *    window is exactly 0.
  *  - weights Wq_i = round(w_i 2^57). w_i <= 1/a_i and a_i >= 1 + (|P|-1-i)/2 in ascending order,
- *    so sum w_i <= 2 (ln|P| + 1) < 64 and every prefix fits in uint64. Per segment, F_k (windows
+ *    so sum w_i <= 2 (ln|P| + 1) < 64 and every prefix fits in uint64. (aLRP's w_i = L_i / b_i
+ *    has no such bound: there the scale is 2^bits with sum Wq < 2^62, bits from sum w_i, as in
+ *    the CPU's apl_sorted_coefficients.) Per segment, F_k (windows
  *    already closed) and W_k (windows open) are prefix differences, exactly 0 where none is open;
  *    A_k = sum_open Wq_i (E_k - E_{l_i}) = W_k E_k - sum_open Wq_i E_{l_i} in 128 bits, true
  *    value below 2^116. So G is exactly 0 where every H is 0, as the SPEC requires.
  * Everything O(|P|) after the sums is double, as in sorted.c; the recurrence is a min-scan
- * (bitwise the sequential loop, since min does not round).
+ * (bitwise the sequential loop, since min does not round). aLRP Loss replaces the recurrence by
+ * its own middle (c_i, L_i, w_i = L_i / b_i, the losses, grad_e), run on the host by the CPU
+ * variants' functions (alrp.h, see alrp_middle); everything else is AP-Loss's.
  */
 #ifndef APL_THRUST_SORTED_INL
 #define APL_THRUST_SORTED_INL
 
 #include "cuda_common.h"
 #include "segment_index.h"
+
+extern "C" {
+#include "alrp.h" /* aLRP's O(|P|) middle, shared with the CPU variants */
+}
 
 #include <thrust/binary_search.h>
 #include <thrust/copy.h>
@@ -68,6 +76,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <memory>
+#include <vector>
 
 namespace { /* internal linkage: each including file gets its own copy for its own backend */
 
@@ -293,6 +304,10 @@ struct is_valid_negative { /* t == 0 and s >= thr, thr the exact float threshold
     }
 };
 
+struct plus_zero { /* -0 as +0: the same value, one bit pattern */
+    APL_HD float operator()(float x) const { return x == 0.0f ? 0.0f : x; }
+};
+
 struct shift_by {
     double d;
     APL_HD double operator()(float s) const { return (double)s + d; }
@@ -373,8 +388,9 @@ struct weight_fn { /* cpu_common.c's apl_precision_recurrence, given the running
     }
 };
 
-struct weight_q {
-    APL_HD uint64_t operator()(double w) const { return (uint64_t)rint(w * 0x1p57); }
+struct weight_q { /* Wq_i = round(w_i 2^bits), scale = 2^bits (a power of two: exact) */
+    double scale;
+    APL_HD uint64_t operator()(double w) const { return (uint64_t)rint(w * scale); }
 };
 
 struct weight_pos { /* Wq_i * E_{l_i} */
@@ -389,6 +405,7 @@ struct g_consts { /* alpha_k, beta_k of G(x) = alpha_k + beta_k (x - O_k) */
     const uint64_t *Wpre, *E;
     const u128 *WEpre;
     double inv2d, inv_np;
+    double inv_scale, inv_scale_pos; /* 2^-bits, 2^-(bits + 52) */
     APL_HD thrust::tuple<double, double> operator()(uint64_t k) const
     {
         uint64_t cl = upper_bound_u32(l, np, k); /* windows opened at or before k */
@@ -396,8 +413,8 @@ struct g_consts { /* alpha_k, beta_k of G(x) = alpha_k + beta_k (x - O_k) */
         /* l and u ascend and l_i <= u_i, so the open windows are exactly [cu, cl). */
         uint64_t Fq = Wpre[cu], Wq = Wpre[cl] - Wpre[cu];
         u128 Aq = (u128)Wq * E[k] - (WEpre[cl] - WEpre[cu]);
-        double F = (double)Fq * 0x1p-57, W = (double)Wq * 0x1p-57;
-        double A = i128_to_double(Aq) * 0x1p-109; /* sum_open w_i (O_k - L_i) / (2 delta) */
+        double F = (double)Fq * inv_scale, W = (double)Wq * inv_scale;
+        double A = i128_to_double(Aq) * inv_scale_pos; /* sum_open w_i (O_k - L_i) / (2 delta) */
         return thrust::make_tuple((F + A) * inv_np, W * inv2d * inv_np);
     }
 };
@@ -429,7 +446,7 @@ inline float prune_threshold(float min_pos, double delta)
 
 struct positives {
     size_t np = 0;
-    dvec<float> s;        /* ascending logits, ties by index */
+    dvec<float> s;        /* ascending logits (-0 stored as +0), ties by index */
     dvec<uint64_t> index; /* their positions in the input */
     float thr = 0.0f;     /* valid negatives: t == 0 and s >= thr */
 };
@@ -446,7 +463,10 @@ inline void gather_positives(const float *s, const int8_t *t, size_t n, double d
     p.s.resize(p.np);
     thrust::copy_if(P(), count_it(0), count_it(n), dptr(t), p.index.begin(), is_target{1});
     thrust::gather(P(), p.index.begin(), p.index.end(), dptr(s), p.s.begin());
-    /* Stable on ascending indices: ties by index, as cpu_common.c sorts. */
+    /* Stable on ascending indices: ties by index, as cpu_common.c sorts. A radix sort orders -0
+     * before +0, which are one value to the contract (and to the CPU's comparison sort): as +0,
+     * they tie and keep index order, which aLRP's localisation order needs. */
+    thrust::transform(P(), p.s.begin(), p.s.end(), p.s.begin(), plus_zero{});
     thrust::stable_sort_by_key(P(), p.s.begin(), p.s.end(), p.index.begin());
     p.thr = prune_threshold(p.s[0], delta);
 }
@@ -571,50 +591,11 @@ inline double precision_recurrence(const dvec<double> &a, const dvec<double> &b,
 
 struct core_result {
     dvec<double> alpha, beta; /* per segment */
-    dvec<double> om;          /* 1 - prec_i per sorted positive */
-    double loss = 0.0;
+    dvec<double> om;          /* per sorted positive, its gradient times -|P|: AP 1 - prec_i,
+                                 aLRP L_i */
+    double loss = 0.0;        /* AP: 1 - AP; aLRP: loss_cls */
+    int wbits = W_BITS;       /* the fixed-point weights Wq_i = round(w_i 2^wbits) */
 };
-
-/* From the histograms of the valid negatives (n) and of the positives (p) to a_i, b_i, the
- * recurrence and G's constants. O(|P|) work, all of it Thrust. */
-inline void sorted_core(const positives &p, const segments &sg, double delta,
-                        const dvec<uint64_t> &cnt_n, const dvec<uint64_t> &off_n,
-                        const dvec<uint64_t> &cnt_p, const dvec<uint64_t> &off_p,
-                        core_result &r)
-{
-    const size_t np = p.np, S = sg.S;
-    dvec<uint64_t> C;
-    dvec<u128> Y;
-    dvec<double> a(np), b(np), w;
-    segment_prefix(cnt_n, off_n, sg, C, Y);
-    thrust::transform(P(), count_it(0), count_it(np), b.begin(),
-                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.0});
-    segment_prefix(cnt_p, off_p, sg, C, Y);
-    thrust::transform(P(), count_it(0), count_it(np), a.begin(),
-                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.5});
-    r.loss = precision_recurrence(a, b, r.om, w);
-
-    dvec<uint64_t> Wq(np), Wpre(np + 1, 0);
-    dvec<u128> WE(np), WEpre(np + 1, 0);
-    thrust::transform(P(), w.begin(), w.end(), Wq.begin(), weight_q{});
-    thrust::inclusive_scan(P(), Wq.begin(), Wq.end(), Wpre.begin() + 1);
-    thrust::transform(P(), count_it(0), count_it(np), WE.begin(),
-                      weight_pos{raw(Wq), raw(sg.E), raw(sg.l)});
-    thrust::inclusive_scan(P(), WE.begin(), WE.end(), WEpre.begin() + 1);
-    r.alpha.resize(S);
-    r.beta.resize(S);
-    thrust::transform(P(), count_it(0), count_it(S),
-                      thrust::make_zip_iterator(thrust::make_tuple(r.alpha.begin(), r.beta.begin())),
-                      g_consts{raw(sg.l), raw(sg.u), np, raw(Wpre), raw(sg.E), raw(WEpre),
-                               1.0 / (2.0 * delta), 1.0 / (double)np});
-}
-
-/* grad[index_i] = -(1 - prec_i)/|P| for every positive; g is the device gradient. */
-inline void scatter_positive_grads(const positives &p, const core_result &r, float *g)
-{
-    auto gp = thrust::make_transform_iterator(r.om.begin(), positive_grad{(double)p.np});
-    thrust::scatter(P(), gp, gp + p.np, p.index.begin(), dptr(g));
-}
 
 /* The end of every device core: the work queued on the device is done (so a failure shows here,
  * and the caller may read the gradient or stop a timer). Nothing to wait for on the CPP backend. */
@@ -628,65 +609,256 @@ inline apl_status device_sync(apl_error *err)
     return APL_OK;
 }
 
-/* A device core's host entry point: copy logits and targets to the device, run core (same
- * signature as a variant, device pointers), copy the gradient back. Call inside apl_guarded. */
-template <class Core>
-inline apl_status run_from_host(Core &&core, const float *logits, const int8_t *targets, size_t n,
-                                double delta, float *grad, apl_result *res, apl_error *err)
+/* count elements between host memory and memory that is not a dvec (a caller's device array;
+ * host memory on CPP), in the stream's order; copy_to_host waits. */
+template <class T> inline void copy_to_host(T *h, const T *d, size_t count)
 {
-    *res = apl_result{};
-    if (n == 0)
-        return APL_OK;
-    dvec<float> s, g(n);
-    dvec<int8_t> t;
-    s.from_host(logits, n);
-    t.from_host(targets, n);
-    apl_status st = core(raw(s), raw(t), n, delta, raw(g), res, err);
+    if (!count)
+        return;
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    throw_if_cuda(cudaMemcpyAsync(h, d, count * sizeof(T), cudaMemcpyDeviceToHost, cur_stream()));
+    throw_if_cuda(cudaStreamSynchronize(cur_stream()));
+#else
+    memcpy(h, d, count * sizeof(T));
+#endif
+}
+template <class T> inline void copy_to_device(T *d, const T *h, size_t count)
+{
+    if (!count)
+        return;
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    throw_if_cuda(cudaMemcpyAsync(d, h, count * sizeof(T), cudaMemcpyHostToDevice, cur_stream()));
+#else
+    memcpy(d, h, count * sizeof(T));
+#endif
+}
+
+/* ---- aLRP Loss (docs/SPEC_ALRP.md) ----
+ * The negatives' side (histogram, b_i, G from w, pass 2) is AP-Loss's unchanged; what differs
+ * is the O(|P|) middle: c_i, L_i, w_i = L_i / b_i, the losses and grad_e. That middle runs on
+ * the host over the small per-positive arrays with the CPU variants' own functions (alrp.h), so
+ * every aLRP variant, CPU or GPU, shares one implementation of it; the weights then go back to
+ * the device. */
+
+/* One call's aLRP arrays: device pointers (host on CPP), in the flat order of the positives. */
+struct alrp_io {
+    const float *e = nullptr; /* n_e localisation errors (apl_problem.aux) */
+    size_t n_e = 0;
+    float *grad_e = nullptr;  /* d loss_loc / d e (apl_output.grad_aux); nullptr: not wanted */
+    double loss_loc = 0.0;    /* out */
+};
+
+/* The aLRP arrays of problem p and output out (device pointers), for a call whose loss is aLRP. */
+inline alrp_io alrp_of(const apl_problem *p, const apl_output *out)
+{
+    alrp_io io;
+    io.e = p->aux;
+    io.n_e = p->n_aux;
+    io.grad_e = out->grad_aux;
+    return io;
+}
+
+struct free_deleter {
+    void operator()(void *q) const { free(q); }
+};
+
+/* aLRP's middle from a_i and b_i of the sorted positives p (device arrays): copies them, the
+ * positives' logits and flat indices and e to the host; there apl_alrp_sorted_e (e in sorted
+ * order), apl_alrp_c (c_i over aligned blocks), apl_alrp_weights (w_i, L_i, grad_e, both
+ * losses), as naive, pruned and sorted run them; then w and om = L_i to the device and grad_e
+ * to io.grad_e in flat order. r.wbits: the fixed point of apl_sorted_coefficients (w_i = L_i /
+ * b_i has no upper bound, so the scale adapts to sum w_i: sum Wq < 2^62). */
+inline apl_status alrp_middle(const positives &p, double delta, const dvec<double> &a,
+                              const dvec<double> &b, alrp_io &io, core_result &r,
+                              dvec<double> &w, apl_error *err)
+{
+    const size_t np = p.np;
+    if (io.n_e != np) /* apl_check_problem's precondition; checked again before any read */
+        return apl_fail(err, APL_ERR_ARG, "alrp: %zu localisation errors for %zu positives",
+                        io.n_e, np);
+    std::vector<float> s(np), e_flat(np);
+    std::vector<uint64_t> index(np);
+    std::vector<apl_pos> pos(np);
+    std::vector<double> work(7 * np);
+    double *ha = work.data(), *hb = ha + np, *e = hb + np, *c = e + np, *hw = c + np,
+           *L = hw + np, *ge = L + np;
+    p.s.to_host(s.data());
+    p.index.to_host(index.data());
+    a.to_host(ha);
+    b.to_host(hb);
+    copy_to_host(e_flat.data(), io.e, np);
+    for (size_t i = 0; i < np; i++)
+        pos[i] = apl_pos{s[i], (size_t)index[i]};
+    size_t *rank_raw = nullptr;
+    apl_status st = apl_alrp_sorted_e(pos.data(), np, e_flat.data(), e, &rank_raw, err);
+    std::unique_ptr<size_t, free_deleter> rank(rank_raw);
+    if (st == APL_OK)
+        st = apl_alrp_c(s.data(), e, np, delta, c, err);
     if (st != APL_OK)
         return st;
-    g.to_host(grad);
+    const apl_alrp_losses l = apl_alrp_weights(np, ha, hb, c, e, hw, L, io.grad_e ? ge : nullptr);
+    r.loss = l.loss_cls;
+    io.loss_loc = l.loss_loc;
+    double wsum = 0.0;
+    for (size_t i = 0; i < np; i++) {
+        if (!(hw[i] >= 0.0) || !isfinite(hw[i]))
+            return apl_fail(err, APL_ERR_INPUT, "alrp: w[%zu] = %g: expected a finite value >= 0 "
+                            "(every e finite and >= 0?)", i, hw[i]);
+        wsum += hw[i];
+    }
+    int ex = 0;
+    frexp(wsum * (1.0 + 0x1p-40) + 0x1p-1000, &ex); /* wsum < 2^ex */
+    r.wbits = 61 - ex < 960 ? 61 - ex : 960;        /* 2^-(wbits + 52) stays a normal double */
+    w.from_host(hw, np);
+    r.om.from_host(L, np);
+    std::vector<float> ge_flat(io.grad_e ? np : 0);
+    if (io.grad_e) {
+        apl_alrp_scatter_grad_e(np, ge, rank.get(), ge_flat.data());
+        copy_to_device(io.grad_e, ge_flat.data(), np);
+    }
+    return device_sync(err); /* the host arrays outlive the copies from them */
+}
+
+/* The loss's own middle from a_i and b_i: AP-Loss's precision recurrence (alrp == nullptr) or
+ * aLRP's; fills w (G's weights), r.om, r.loss and r.wbits. */
+inline apl_status loss_middle(const positives &p, double delta, const dvec<double> &a,
+                              const dvec<double> &b, alrp_io *alrp, core_result &r,
+                              dvec<double> &w, apl_error *err)
+{
+    if (alrp)
+        return alrp_middle(p, delta, a, b, *alrp, r, w, err);
+    r.loss = precision_recurrence(a, b, r.om, w);
+    r.wbits = W_BITS;
+    return APL_OK;
+}
+
+/* G's constants alpha_k, beta_k from the weights w of the sorted positives, in r.wbits fixed
+ * point. */
+inline void coefficients(const segments &sg, size_t np, double delta, const dvec<double> &w,
+                         core_result &r)
+{
+    const size_t S = sg.S;
+    dvec<uint64_t> Wq(np), Wpre(np + 1, 0);
+    dvec<u128> WE(np), WEpre(np + 1, 0);
+    thrust::transform(P(), w.begin(), w.end(), Wq.begin(), weight_q{ldexp(1.0, r.wbits)});
+    thrust::inclusive_scan(P(), Wq.begin(), Wq.end(), Wpre.begin() + 1);
+    thrust::transform(P(), count_it(0), count_it(np), WE.begin(),
+                      weight_pos{raw(Wq), raw(sg.E), raw(sg.l)});
+    thrust::inclusive_scan(P(), WE.begin(), WE.end(), WEpre.begin() + 1);
+    r.alpha.resize(S);
+    r.beta.resize(S);
+    thrust::transform(P(), count_it(0), count_it(S),
+                      thrust::make_zip_iterator(thrust::make_tuple(r.alpha.begin(), r.beta.begin())),
+                      g_consts{raw(sg.l), raw(sg.u), np, raw(Wpre), raw(sg.E), raw(WEpre),
+                               1.0 / (2.0 * delta), 1.0 / (double)np, ldexp(1.0, -r.wbits),
+                               ldexp(1.0, -r.wbits - 52)});
+}
+
+/* From the histograms of the valid negatives (n) and of the positives (p) to a_i, b_i, the
+ * loss's middle (alrp: nullptr for AP-Loss) and G's constants. O(|P|) work, all of it Thrust
+ * except aLRP's middle (on the host). */
+inline apl_status sorted_core(const positives &p, const segments &sg, double delta,
+                              const dvec<uint64_t> &cnt_n, const dvec<uint64_t> &off_n,
+                              const dvec<uint64_t> &cnt_p, const dvec<uint64_t> &off_p,
+                              alrp_io *alrp, core_result &r, apl_error *err)
+{
+    const size_t np = p.np, S = sg.S;
+    dvec<uint64_t> C;
+    dvec<u128> Y;
+    dvec<double> a(np), b(np), w;
+    segment_prefix(cnt_n, off_n, sg, C, Y);
+    thrust::transform(P(), count_it(0), count_it(np), b.begin(),
+                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.0});
+    segment_prefix(cnt_p, off_p, sg, C, Y);
+    thrust::transform(P(), count_it(0), count_it(np), a.begin(),
+                      window_sum{raw(C), raw(Y), raw(sg.E), raw(sg.l), raw(sg.u), S, 0.5});
+    apl_status st = loss_middle(p, delta, a, b, alrp, r, w, err);
+    if (st != APL_OK)
+        return st;
+    coefficients(sg, np, delta, w, r);
+    return APL_OK;
+}
+
+/* grad[index_i] = -om_i/|P| for every positive (AP: -(1 - prec_i)/|P|, aLRP: -L_i/|P|, each
+ * positive its own value, tied ones too); g is the device gradient. */
+inline void scatter_positive_grads(const positives &p, const core_result &r, float *g)
+{
+    auto gp = thrust::make_transform_iterator(r.om.begin(), positive_grad{(double)p.np});
+    thrust::scatter(P(), gp, gp + p.np, p.index.begin(), dptr(g));
+}
+
+/* A device core's host entry point: copy logits, targets and (aLRP) e to the device, run core
+ * (a variant's signature, device pointers), copy the gradient and grad_e back. Call inside
+ * apl_guarded. */
+template <class Core>
+inline apl_status run_from_host(Core &&core, const apl_problem *p, const apl_output *out,
+                                apl_result *res, apl_error *err)
+{
+    *res = apl_result{};
+    const size_t n = p->n, na = p->loss == APL_LOSS_ALRP ? p->n_aux : 0;
+    if (n == 0)
+        return APL_OK;
+    dvec<float> s, g(n), aux, ga;
+    dvec<int8_t> t;
+    s.from_host(p->logits, n);
+    t.from_host(p->targets, n);
+    aux.from_host(p->aux, na); /* na == 0 reads nothing (p->aux may be NULL) */
+    apl_problem dp = *p;
+    dp.logits = raw(s), dp.targets = raw(t), dp.aux = na ? raw(aux) : nullptr;
+    apl_output dout = {raw(g), nullptr};
+    if (na && out->grad_aux) {
+        ga.resize(na);
+        dout.grad_aux = raw(ga);
+    }
+    apl_status st = core(&dp, &dout, res, err);
+    if (st != APL_OK)
+        return st;
+    g.to_host(out->grad);
+    if (dout.grad_aux)
+        ga.to_host(out->grad_aux);
     return APL_OK;
 }
 
 /* ---- the variant ---- */
 
-/* thrust_sorted on device-resident logits, targets and gradient (n elements each). May throw:
- * call inside apl_guarded. */
 /* Outside the segment algorithms' range (see APL_SEGMENT_MAX_SPAN in kernels.h). */
 inline bool segments_in_range(const positives &p, double delta)
 {
     return apl_segments_in_range(p.s[0], p.s[p.np - 1], p.np, delta) != 0;
 }
 
-/* The exact O(|P|*N) variant of the same backend, on the same (host or device) pointers. */
-inline apl_status exact_fallback(const float *s, const int8_t *t, size_t n, double delta,
-                                 float *grad, apl_result *res, apl_error *err)
+/* The exact O(|P|*N) variant of the same backend, on the same (host or device) pointers: the
+ * whole problem (aLRP's e and grad_e included). */
+inline apl_status exact_fallback(const apl_problem *p, const apl_output *out, apl_result *res,
+                                 apl_error *err)
 {
-    apl_problem p = {};
-    p.loss = APL_LOSS_AP;
-    p.logits = s;
-    p.targets = t;
-    p.n = n;
-    p.delta = delta;
-    const apl_output out = {grad, nullptr};
+    apl_problem q = *p;
+    q.threads = 0;
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
-    p.stream = (void *)cur_stream(); /* the same stream: cuda_warp's own stream_scope */
-    return apl_cuda_warp_device(&p, &out, res, err);
+    q.stream = (void *)cur_stream(); /* the same stream: cuda_warp's own stream_scope */
+    return apl_cuda_warp_device(&q, out, res, err);
 #else
-    return apl_pruned(&p, &out, res, err);
+    return apl_pruned(&q, out, res, err);
 #endif
 }
 
-inline apl_status thrust_sorted_core(const char *name, const float *s, const int8_t *t, size_t n,
-                                     double delta, float *grad, apl_result *res, apl_error *err)
+/* thrust_sorted on device-resident inputs and outputs (p's and out's pointers): AP-Loss, or
+ * aLRP Loss when p->loss says so. May throw: call inside apl_guarded. */
+inline apl_status thrust_sorted_core(const char *name, const apl_problem *pr,
+                                     const apl_output *out, apl_result *res, apl_error *err)
 {
     *res = apl_result{};
+    const float *s = pr->logits;
+    const int8_t *t = pr->targets;
+    const size_t n = pr->n;
+    const double delta = pr->delta;
+    float *grad = out->grad;
     if (n == 0)
         return APL_OK;
     positives p;
     gather_positives(s, t, n, delta, p);
     res->positives = p.np;
-    if (p.np == 0) {
+    if (p.np == 0) { /* both losses 0, every gradient 0 (grad_e has no entries) */
         thrust::fill_n(P(), dptr(grad), n, 0.0f);
         return device_sync(err);
     }
@@ -694,7 +866,7 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
         return apl_fail(err, APL_ERR_ARG, "%s: %zu positives: at most %zu supported", name, p.np,
                         MAX_POSITIVES);
     if (!segments_in_range(p, delta))
-        return exact_fallback(s, t, n, delta, grad, res, err);
+        return exact_fallback(pr, out, res, err);
     segments sg;
     build_segments(p, delta, n, sg);
 
@@ -710,10 +882,15 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
     histogram_sorted(xs, sg, kn, cnt_n, off_n);
     histogram_sorted(p.s, sg, kp, cnt_p, off_p);
     core_result r;
-    sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p, r);
+    alrp_io alrp = alrp_of(pr, out);
+    apl_status st = sorted_core(p, sg, delta, cnt_n, off_n, cnt_p, off_p,
+                                pr->loss == APL_LOSS_ALRP ? &alrp : nullptr, r, err);
+    if (st != APL_OK)
+        return st;
     res->loss = r.loss;
+    res->loss_loc = alrp.loss_loc;
 
-    /* Pass 2: G at every valid negative, -(1 - prec_i)/|P| at every positive, 0 elsewhere. */
+    /* Pass 2: G at every valid negative, -om_i/|P| at every positive, 0 elsewhere. */
     thrust::fill_n(P(), dptr(grad), n, 0.0f);
     auto ge = thrust::make_transform_iterator(
         thrust::make_zip_iterator(thrust::make_tuple(xs.begin(), kn.begin())),
@@ -724,25 +901,24 @@ inline apl_status thrust_sorted_core(const char *name, const float *s, const int
 }
 
 /* The host entry point (both backends): copy in, thrust_sorted_core, copy out. */
-inline apl_status thrust_sorted_run(const char *name, const float *logits, const int8_t *targets,
-                                    size_t n, double delta, float *grad, apl_result *res,
-                                    apl_error *err)
+inline apl_status thrust_sorted_run(const char *name, const apl_problem *p, const apl_output *out,
+                                    apl_result *res, apl_error *err)
 {
     return apl_guarded(err, name, [&]() -> apl_status {
         return run_from_host(
-            [name](const float *s, const int8_t *t, size_t m, double d, float *g, apl_result *r,
-                   apl_error *e) { return thrust_sorted_core(name, s, t, m, d, g, r, e); },
-            logits, targets, n, delta, grad, res, err);
+            [name](const apl_problem *dp, const apl_output *dout, apl_result *r, apl_error *e) {
+                return thrust_sorted_core(name, dp, dout, r, e);
+            },
+            p, out, res, err);
     });
 }
 
 /* The device entry point: thrust_sorted_core behind the C boundary. */
-inline apl_status thrust_sorted_run_device(const char *name, const float *logits,
-                                           const int8_t *targets, size_t n, double delta,
-                                           float *grad, apl_result *res, apl_error *err)
+inline apl_status thrust_sorted_run_device(const char *name, const apl_problem *p,
+                                           const apl_output *out, apl_result *res, apl_error *err)
 {
     return apl_guarded(err, name, [&]() -> apl_status {
-        return thrust_sorted_core(name, logits, targets, n, delta, grad, res, err);
+        return thrust_sorted_core(name, p, out, res, err);
     });
 }
 
