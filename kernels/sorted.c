@@ -43,11 +43,15 @@ static void list_push(logit_list *l, float x)
 }
 
 /* The positives' logits in [j0, j1), appended to l: one read of the targets, eight at a time
- * (apl_any_positive8). */
+ * (apl_any_positive64, then apl_any_positive8). */
 static void positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, logit_list *l)
 {
     size_t j = j0;
     for (; j + 8 <= j1; j += 8) {
+        if ((j - j0) % 64 == 0 && j + 64 <= j1 && !apl_any_positive64(t + j)) {
+            j += 56;
+            continue;
+        }
         if (!apl_any_positive8(t + j))
             continue;
         for (size_t q = j; q < j + 8; q++)
@@ -148,9 +152,10 @@ APL_VARIANT_FN(apl_sorted)
             st = apl_fail(err, APL_ERR_NOMEM, "sorted: cannot allocate the histogram of %zu "
                           "segments", plan->segments);
     }
-    /* No memo: finding a segment again in apply (one table lookup per element) costs less than
-     * writing every valid negative's segment into the gradient in pass 1 and reading it back. */
-    uint32_t *memo = NULL;
+    /* The memo lives in the gradient: pass 1 lists each sparse chunk's valid negatives there
+     * (logit, segment, position), so apply reads those chunks' short lists instead of their
+     * logits and targets, and never looks a segment up twice (phases.h). */
+    uint32_t *memo = (uint32_t *)(void *)out->grad;
     if (st == APL_OK)
         st = apl_sorted_histogram(plan, p->logits, p->targets, p->n, hist, memo, p->threads,
                                   &res->valid_negatives, err);

@@ -27,13 +27,17 @@ static int by_logit_then_index(const void *x, const void *y)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
-/* Positives in [j0, j1): counted, or written with their indices into out when out is set; eight
- * targets at a time (apl_any_positive8): this pass is aLRP's only extra O(M) work over
+/* Positives in [j0, j1): counted, or written with their indices into out when out is set; 64
+ * targets at a time (apl_any_positive64): this pass is aLRP's only extra O(M) work over
  * AP-Loss's. */
 static size_t positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, apl_pos *out)
 {
     size_t m = 0, j = j0;
     for (; j + 8 <= j1; j += 8) {
+        if ((j - j0) % 64 == 0 && j + 64 <= j1 && !apl_any_positive64(t + j)) {
+            j += 56;
+            continue;
+        }
         if (!apl_any_positive8(t + j))
             continue;
         for (size_t q = j; q < j + 8; q++)

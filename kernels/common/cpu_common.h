@@ -19,6 +19,21 @@ static inline int apl_any_positive8(const int8_t *t)
     return ((w - ones) & ~w & highs) != 0;
 }
 
+/* apl_any_positive8 over 64 targets, without a branch (the compiler vectorises it): the scans
+ * for the positives skip 64 elements per test. */
+static inline int apl_any_positive64(const int8_t *t)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t any = 0;
+    for (int i = 0; i < 8; i++) {
+        uint64_t w;
+        memcpy(&w, t + 8 * i, 8);
+        w ^= ones;
+        any |= (w - ones) & ~w & highs;
+    }
+    return any != 0;
+}
+
 typedef struct {
     float s;      /* logit */
     size_t index; /* position in the input */

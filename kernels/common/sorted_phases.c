@@ -219,7 +219,77 @@ static size_t positives_range(const apl_sorted_plan *p, const float *s, const in
     return bad;
 }
 
-/* ---- portable kernels over [j0, j1) ---- */
+/* ---- the memo ----
+ * Both passes work in chunks of CHUNK elements counted from the start of the call's arrays, so
+ * the chunks are the same for any thread count (thread ranges are whole chunks) and histogram
+ * and apply may use different counts. With a memo, histogram writes at each chunk's first entry
+ * a header: the chunk's number of valid negatives (MEMO_COUNT bits), MEMO_POS when the chunk
+ * holds a positive, and MEMO_DENSE when the chunk's list does not fit in it; otherwise the list
+ * follows: for each valid negative in element order, its logit's bits, then
+ * (segment << CHUNK_BITS) | its position in the chunk. Apply then reads a listed chunk from the
+ * memo (its logits and targets only when it holds a positive) and writes the chunk's gradient
+ * after reading its list, so the memo may be the gradient itself; a dense chunk it computes from
+ * the logits again. A chunk's gradient is assembled in a buffer and written in one sweep. */
+enum { CHUNK_BITS = 10, CHUNK = 1 << CHUNK_BITS };
+#define MEMO_COUNT 0xffffu
+#define MEMO_POS (UINT32_C(1) << 16)
+#define MEMO_DENSE (UINT32_C(1) << 17)
+#define MEMO_MAX_SEGMENTS ((size_t)1 << (32 - CHUNK_BITS))
+
+/* Whether the list of m valid negatives of a chunk of len elements goes into the memo. */
+static inline int memo_fits(const apl_sorted_plan *p, size_t m, size_t len)
+{
+    return p->segments <= MEMO_MAX_SEGMENTS && 1 + 2 * m <= len;
+}
+
+static inline uint32_t float_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline float bits_float(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Writes a chunk's header and (when it fits) its list: m entries of xs (logits), ks (segments),
+ * js (positions in the chunk). */
+static void memo_write(const apl_sorted_plan *p, memo_t *memo, size_t len, size_t m, int anypos,
+                       const float *xs, const uint32_t *ks, const uint32_t *js)
+{
+    const uint32_t pos = anypos ? MEMO_POS : 0;
+    if (!memo_fits(p, m, len)) {
+        memo[0] = (uint32_t)m | pos | MEMO_DENSE;
+        return;
+    }
+    memo[0] = (uint32_t)m | pos;
+    for (size_t i = 0; i < m; i++) {
+        memo[1 + 2 * i] = float_bits(xs[i]);
+        memo[2 + 2 * i] = ks[i] << CHUNK_BITS | js[i];
+    }
+}
+
+/* Reads a listed chunk's entries (the header says how many) into xs, ks, js. */
+static size_t memo_read(const memo_t *memo, float *xs, uint32_t *ks, uint32_t *js)
+{
+    const size_t m = memo[0] & MEMO_COUNT;
+    for (size_t i = 0; i < m; i++) {
+        const uint32_t e = memo[2 + 2 * i];
+        xs[i] = bits_float(memo[1 + 2 * i]);
+        ks[i] = e >> CHUNK_BITS;
+        js[i] = e & (CHUNK - 1);
+    }
+    return m;
+}
+
+/* Copies a chunk's assembled gradient ob[0, len) to g; stream: with non-temporal stores. */
+static void chunk_store(float *g, const float *ob, size_t len, int stream);
+
+/* ---- portable kernels over [j0, j1) (j0 a multiple of CHUNK) ---- */
 
 /* h: `copies` histograms of `words` entries each (copies a power of two; 1 when atomic). */
 static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const int8_t *t,
@@ -229,52 +299,157 @@ static size_t hist_range_scalar(const apl_sorted_plan *p, const float *s, const 
     const plan_block *b = block_of(p);
     const float thr = p->thr;
     const double qscale = ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS);
+    float xs[CHUNK];
+    uint32_t ks[CHUNK], js[CHUNK];
     size_t nv = 0;
-    for (size_t j = j0; j < j1; j++) {
-        if (t[j] != 0 || !(s[j] >= thr))
-            continue;
-        double x = (double)s[j];
-        uint64_t k = seg_of(b, s[j]);
-        hist_add(h + (nv & (copies - 1)) * words, k, offset_q(x, p->O[k], qscale), atomic);
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        size_t m = 0;
+        int anypos = 0;
+        for (size_t j = c0; j < c0 + len; j++) {
+            anypos |= t[j] == 1;
+            if (t[j] != 0 || !(s[j] >= thr))
+                continue;
+            uint64_t k = seg_of(b, s[j]);
+            hist_add(h + (nv & (copies - 1)) * words, k, offset_q((double)s[j], p->O[k], qscale),
+                     atomic);
+            xs[m] = s[j], ks[m] = (uint32_t)k, js[m] = (uint32_t)(j - c0);
+            m++, nv++;
+        }
         if (memo)
-            memo[j] = (uint32_t)k;
-        nv++;
+            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
     }
     return nv;
 }
 
 /* Returns the first index whose positive is missing from the plan, or (size_t)-1. */
 static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const int8_t *t,
-                                 size_t j0, size_t j1, const memo_t *memo, float *g)
+                                 size_t j0, size_t j1, const memo_t *memo, float *g, int stream)
 {
     const plan_block *b = block_of(p);
     const float thr = p->thr;
+    float xs[CHUNK], ob[CHUNK];
+    uint32_t ks[CHUNK], js[CHUNK];
     size_t bad = (size_t)-1;
-    for (size_t j = j0; j < j1; j++) {
-        float v = 0.0f;
-        if (t[j] == 0 && s[j] >= thr) {
-            double x = (double)s[j];
-            uint64_t k = memo ? memo[j] : seg_of(b, s[j]);
-            v = eval_g(p, x, k);
-        } else if (t[j] == 1) {
-            int64_t i = positive_of(p, s[j]);
-            if (i < 0 && bad == (size_t)-1)
-                bad = j;
-            v = i < 0 ? 0.0f : (float)p->pos_grad[i];
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        if (memo && !(memo[c0] & MEMO_DENSE)) {
+            const int anypos = (memo[c0] & MEMO_POS) != 0;
+            const size_t m = memo_read(memo + c0, xs, ks, js);
+            memset(ob, 0, len * sizeof *ob);
+            for (size_t i = 0; i < m; i++)
+                ob[js[i]] = eval_g(p, (double)xs[i], ks[i]);
+            if (anypos) {
+                size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
+                bad = b2 < bad ? b2 : bad;
+            }
+        } else {
+            for (size_t j = c0; j < c0 + len; j++) {
+                float v = 0.0f;
+                if (t[j] == 0 && s[j] >= thr) {
+                    v = eval_g(p, (double)s[j], seg_of(b, s[j]));
+                } else if (t[j] == 1) {
+                    int64_t i = positive_of(p, s[j]);
+                    if (i < 0 && bad == (size_t)-1)
+                        bad = j;
+                    v = i < 0 ? 0.0f : (float)p->pos_grad[i];
+                }
+                ob[j - c0] = v;
+            }
         }
-        g[j] = v;
+        chunk_store(g + c0, ob, len, stream);
     }
     return bad;
 }
 
 /* ---- AVX2 kernels ----
- * Both passes work a chunk at a time: the chunk's valid negatives are first packed into a short
- * list (logit and position; no branch per element), then the list is processed four at a time
- * with no data-dependent branch but the rare mixed cell, so neither a sparse nor a dense
- * distribution pays for mispredicted branches. */
+ * A chunk's valid negatives are first found as a bit mask (32 elements a step, no branch per
+ * element). A chunk with few of them works on their packed list (logit and position); a chunk
+ * with many runs one fused loop over all its elements, eight at a time, with the invalid lanes
+ * carrying a valid stand-in and masked out. Neither pays for mispredicted branches. */
 #ifdef APL_HAVE_AVX2_KERNELS
 #define AVX2 __attribute__((target("avx2,bmi2")))
-enum { CHUNK = 1024 };
+
+/* bits[w] bit i: element 32 w + i of the chunk s[0, len) is a valid negative (t == 0,
+ * s >= thr). Returns their number; *anypos: whether the chunk holds a positive. */
+AVX2 static size_t chunk_bits(const float *s, const int8_t *t, size_t len, float thr,
+                              uint32_t *bits, int *anypos)
+{
+    const __m256 vthr = _mm256_set1_ps(thr);
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi8(1);
+    __m256i pos = zero;
+    size_t m = 0, j = 0, w = 0;
+    for (; j + 32 <= len; j += 32, w++) {
+        /* the chunk after next: the passes are too short for the hardware to run ahead */
+        _mm_prefetch((const char *)(s + j + 2 * CHUNK), _MM_HINT_T0);
+        _mm_prefetch((const char *)(s + j + 2 * CHUNK + 16), _MM_HINT_T0);
+        if (j % 64 == 0)
+            _mm_prefetch((const char *)(t + j + 2 * CHUNK), _MM_HINT_T0);
+        const __m256i tv = _mm256_loadu_si256((const __m256i *)(t + j));
+        pos = _mm256_or_si256(pos, _mm256_cmpeq_epi8(tv, one));
+        uint32_t v = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(tv, zero));
+        uint32_t ge = 0;
+        for (int q = 0; q < 4; q++)
+            ge |= (uint32_t)_mm256_movemask_ps(
+                      _mm256_cmp_ps(_mm256_loadu_ps(s + j + 8 * q), vthr, _CMP_GE_OQ))
+                  << (8 * q);
+        v &= ge;
+        bits[w] = v;
+        m += (size_t)__builtin_popcount(v);
+    }
+    *anypos = !_mm256_testz_si256(pos, pos);
+    if (j < len) {
+        uint32_t v = 0;
+        for (size_t q = 0; j + q < len; q++) {
+            v |= (uint32_t)(t[j + q] == 0 && s[j + q] >= thr) << q;
+            *anypos |= t[j + q] == 1;
+        }
+        bits[w] = v;
+        m += (size_t)__builtin_popcount(v);
+    }
+    return m;
+}
+
+/* The left-packing permutation of the lanes set in an 8-bit mask: pext over the lane indices. */
+AVX2 static inline __m256i pack_perm(unsigned mask)
+{
+    uint64_t bytes = _pdep_u64(mask, 0x0101010101010101u) * 0xff;
+    return _mm256_cvtepu8_epi32(
+        _mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, bytes)));
+}
+
+/* The list of a chunk's valid negatives from its bits: logits into xs, positions into js, then
+ * xs padded with eight valid values (thr). Returns their number. */
+AVX2 static size_t list_from_bits(const float *s, size_t len, const uint32_t *bits, float thr,
+                                  float *xs, uint32_t *js)
+{
+    const __m256i eight = _mm256_set1_epi32(8);
+    size_t m = 0;
+    for (size_t w = 0; 32 * w < len; w++) {
+        const uint32_t v = bits[w];
+        if (!v)
+            continue;
+        __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)(32 * w)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (size_t q = 0; q < 4; q++, idx = _mm256_add_epi32(idx, eight)) {
+            const size_t j = 32 * w + 8 * q;
+            const unsigned mask = (v >> (8 * q)) & 0xffu;
+            if (j + 8 > len) { /* the array's last elements: no load past its end */
+                for (size_t i = j; i < len; i++)
+                    if (mask >> (i - j) & 1u)
+                        xs[m] = s[i], js[m++] = (uint32_t)i;
+                break;
+            }
+            const __m256i perm = pack_perm(mask);
+            _mm256_storeu_ps(xs + m, _mm256_permutevar8x32_ps(_mm256_loadu_ps(s + j), perm));
+            _mm256_storeu_si256((__m256i *)(js + m), _mm256_permutevar8x32_epi32(idx, perm));
+            m += (size_t)__builtin_popcount(mask);
+        }
+    }
+    for (size_t i = m; i < m + 8; i++)
+        xs[i] = thr;
+    return m;
+}
 
 /* Packs the valid negatives (t == 0, s >= thr) of s[0, len) into xs and their positions into
  * js (len <= CHUNK); returns their number. *anypos: whether the chunk holds a positive. The
@@ -348,17 +523,25 @@ AVX2 static size_t fill_dense(const float *s, const int8_t *t, size_t len, float
 /* ks[i] = the segment of xs[i], i < m (xs padded to a multiple of 8 with valid values): the
  * table's, eight at a time without a branch; groups with a mixed cell are noted and searched
  * afterwards. */
+
+/* The cell table's entries for eight valid logits: the segment, or -1 in a mixed cell. */
+AVX2 static inline __m256i cells8(const cell_table *ct, __m256 x)
+{
+    __m256 r = _mm256_mul_ps(_mm256_sub_ps(x, _mm256_set1_ps(ct->base)), _mm256_set1_ps(ct->inv));
+    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_setzero_ps()), _mm256_set1_ps(ct->top));
+    return _mm256_i32gather_epi32(ct->tab, _mm256_cvttps_epi32(r), 4);
+}
+
+/* ks[i] = the segment of xs[i], i < m (xs padded to a multiple of 8 with valid values): the
+ * table's, eight at a time without a branch; groups with a mixed cell are noted and searched
+ * afterwards (a branch per group would mispredict often: near the positives, a few percent of
+ * the cells are mixed). */
 AVX2 static void segs_list(const plan_block *b, const float *xs, size_t m, uint32_t *ks)
 {
-    const cell_table *ct = &b->ct;
-    const __m256 base = _mm256_set1_ps(ct->base), inv = _mm256_set1_ps(ct->inv),
-                 top = _mm256_set1_ps(ct->top);
     uint32_t mixed[CHUNK / 8 + 1];
     size_t nm = 0;
     for (size_t i = 0; i < m; i += 8) {
-        __m256 r = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xs + i), base), inv);
-        r = _mm256_min_ps(_mm256_max_ps(r, _mm256_setzero_ps()), top);
-        __m256i k = _mm256_i32gather_epi32(ct->tab, _mm256_cvttps_epi32(r), 4);
+        const __m256i k = cells8(&b->ct, _mm256_loadu_ps(xs + i));
         _mm256_storeu_si256((__m256i *)(ks + i), k);
         mixed[nm] = (uint32_t)i;
         nm += _mm256_movemask_ps(_mm256_castsi256_ps(k)) != 0;
@@ -367,6 +550,28 @@ AVX2 static void segs_list(const plan_block *b, const float *xs, size_t m, uint3
         for (size_t i = mixed[g]; i < mixed[g] + 8; i++)
             if ((int32_t)ks[i] < 0)
                 ks[i] = (uint32_t)apl_seg_find(&b->ix, (double)xs[i]);
+}
+
+/* offset_q of four logits in segments k: rint((x - O_k) * qscale) clamped to [0, 2^52 - 1]. */
+AVX2 static inline __m256i offsets4(const apl_sorted_plan *p, __m256d x, __m128i k,
+                                    __m256d qscale)
+{
+    const __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
+    __m256d r = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(x, Ok), qscale),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), _mm256_set1_pd(QMAX));
+    /* the bits of r + 2^52 below bit 52 are r */
+    return _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(r, _mm256_set1_pd(0x1p52))),
+                            _mm256_set1_epi64x((int64_t)((UINT64_C(1) << 52) - 1)));
+}
+
+/* G of four logits in segments k, as eval_g (the same operations, no FMA). */
+AVX2 static inline __m128 g4(const apl_sorted_plan *p, __m256d x, __m128i k)
+{
+    const __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
+    const __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
+    const __m256d be = _mm256_i32gather_pd(p->beta, k, 8);
+    return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok))));
 }
 
 /* Adds the hot segment's vector sums into histogram h (a private one) and clears them. */
@@ -389,12 +594,10 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
 {
     const plan_block *b = block_of(p);
     const __m256d qscale = _mm256_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS));
-    const __m256d qmax = _mm256_set1_pd(QMAX), magic = _mm256_set1_pd(0x1p52);
-    const __m256i qmask = _mm256_set1_epi64x((int64_t)((UINT64_C(1) << 52) - 1));
+    const __m256i limb = _mm256_set1_epi64x((int64_t)LIMB_MASK);
     float xs[CHUNK + 8];
-    uint32_t js[CHUNK + 8], ks[CHUNK + 8];
+    uint32_t js[CHUNK + 8], ks[CHUNK + 8], cold[CHUNK + 8], bits[CHUNK / 32];
     uint64_t qs[CHUNK + 8];
-    uint32_t cold[CHUNK + 8];
     size_t nv = 0;
     /* The hot segment: early in training a third to a half of the valid negatives fall in one
      * segment, and their adds would all queue on one counter. Its elements are summed in vector
@@ -404,11 +607,26 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
     const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
     uint32_t kh = UINT32_MAX;
     __m256i hc = _mm256_setzero_si256(), hlo = hc, hhi = hc;
-    const __m256i limb = _mm256_set1_epi64x((int64_t)LIMB_MASK);
     size_t chunks = 0;
+    int sparse = 1; /* whether the previous chunk was sparse: its list comes from its bits */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         int anypos;
+        size_t m;
+        if (sparse) {
+            m = chunk_bits(s + c0, t + c0, len, p->thr, bits, &anypos);
+            if (m)
+                list_from_bits(s + c0, len, bits, p->thr, xs, js);
+        } else {
+            m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        }
+        sparse = 2 * m <= len;
+        nv += m;
+        if (m == 0) {
+            if (memo)
+                memo[c0] = anypos ? MEMO_POS : 0;
+            continue;
+        }
         if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
             hot_flush(h, kh, &hc, &hlo, &hhi);
             int64_t best = -1;
@@ -419,7 +637,6 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
                 }
         }
         const __m256i khv = _mm256_set1_epi64x((int64_t)kh);
-        const size_t m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
         for (size_t i = m; i < m + 8; i++) /* pad the last group with a valid value */
             xs[i] = p->thr;
         segs_list(b, xs, m, ks);
@@ -427,14 +644,8 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
          * ahead of older stores whose addresses are unknown, so interleaving the adds (whose
          * addresses come from the gathers) would chain every group to the one before. */
         for (size_t i = 0; i < m; i += 4) {
-            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
-            __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
-            __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
-            /* offset_q: rint((x - O_k) * qscale) clamped to [0, 2^52 - 1], then its bits */
-            __m256d r = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(x, Ok), qscale),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            r = _mm256_min_pd(_mm256_max_pd(r, _mm256_setzero_pd()), qmax);
-            __m256i q = _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(r, magic)), qmask);
+            const __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
+            const __m256i q = offsets4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)), k, qscale);
             _mm256_storeu_si256((__m256i *)(qs + i), q);
             if (hot) {
                 /* lanes of the hot segment, and of the list (not the padding) */
@@ -458,10 +669,8 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
                                    _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(ks + i)),
                                                       kh8))) &
                                (m - i >= 8 ? 0xffu : (1u << (m - i)) - 1);
-                uint64_t bytes = _pdep_u64(sel, 0x0101010101010101u) * 0xff;
-                __m256i perm = _mm256_cvtepu8_epi32(
-                    _mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, bytes)));
-                _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_permutevar8x32_epi32(idx, perm));
+                _mm256_storeu_si256((__m256i *)(cold + nc),
+                                    _mm256_permutevar8x32_epi32(idx, pack_perm(sel)));
                 nc += (size_t)__builtin_popcount(sel);
                 idx = _mm256_add_epi32(idx, eight);
             }
@@ -475,13 +684,28 @@ AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, con
                 hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
         }
         if (memo)
-            for (size_t i = 0; i < m; i++)
-                memo[c0 + js[i]] = ks[i];
-        nv += m;
+            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
     }
     if (hot)
         hot_flush(h, kh, &hc, &hlo, &hhi);
     return nv;
+}
+
+/* G of a listed chunk into ob (zeroed first): m entries of xs (padded), ks (padded), js. */
+AVX2 static void apply_list_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
+                                 const uint32_t *js, size_t m, size_t len, float *ob)
+{
+    float gs[CHUNK + 8];
+    for (size_t i = 0; i < m; i += 4)
+        _mm_storeu_ps(gs + i, g4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)),
+                                 _mm_loadu_si128((const __m128i *)(ks + i))));
+    size_t z = 0;
+    for (; z + 8 <= len; z += 8)
+        _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
+    for (; z < len; z++)
+        ob[z] = 0.0f;
+    for (size_t i = 0; i < m; i++)
+        ob[js[i]] = gs[i];
 }
 
 /* stream: write the gradient with non-temporal stores (a large array: no read for ownership,
@@ -492,81 +716,90 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
 {
     const plan_block *b = block_of(p);
     float xs[CHUNK + 8], gs[CHUNK + 8], ob[CHUNK];
-    uint32_t js[CHUNK + 8], ks[CHUNK + 8];
+    uint32_t js[CHUNK + 8], ks[CHUNK + 8], bits[CHUNK / 32];
     int32_t vs[CHUNK + 8];
     size_t bad = (size_t)-1;
-    int dense = 0; /* as in hist_range_avx2 */
+    int density = 0; /* the previous computed chunk's: 0 sparse, 1 between, 2 dense */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        const float *sc = s + c0;
         int anypos;
-        size_t m;
-        const int this_dense = dense && !memo;
-        if (this_dense) {
-            m = fill_dense(s + c0, t + c0, len, p->thr, xs, vs, &anypos);
-            dense = 4 * m >= 3 * len;
-            m = len; /* the whole chunk is the list; vs masks the invalid ones to exact 0 */
-        } else {
-            m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
-            dense = 4 * m >= 3 * len;
-        }
-        for (size_t i = m; i < m + 8; i++) {
-            xs[i] = p->thr; /* pad the last group with a valid value */
-            ks[i] = 0;
-        }
-        /* G of the list, before the chunk is zeroed (the memo may live in g) */
-        if (memo)
-            for (size_t i = 0; i < m; i++)
-                ks[i] = memo[c0 + js[i]];
-        else
-            segs_list(b, xs, m, ks);
-        for (size_t i = 0; i < m; i += 4) {
-            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(xs + i));
-            __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
-            __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
-            __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
-            __m256d be = _mm256_i32gather_pd(p->beta, k, 8);
-            /* (float)(alpha_k + beta_k * (x - O_k)), as eval_g (no FMA) */
-            _mm_storeu_ps(gs + i, _mm256_cvtpd_ps(_mm256_add_pd(
-                                      a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok)))));
-        }
-        /* The chunk's gradient is assembled in ob, then written out in one sweep. */
-        size_t z = 0;
-        if (this_dense) {
+        if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
+            anypos = (memo[c0] & MEMO_POS) != 0;
+            const size_t m = memo_read(memo + c0, xs, ks, js);
+            for (size_t i = m; i < m + 8; i++)
+                xs[i] = p->thr, ks[i] = 0;
+            apply_list_avx2(p, xs, ks, js, m, len, ob);
+        } else if (density == 2) {
+            /* dense: every element is computed, the invalid ones on a valid stand-in and
+             * masked to exact 0 by vs */
+            const size_t m = fill_dense(sc, t + c0, len, p->thr, xs, vs, &anypos);
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = len; i < len + 8; i++)
+                xs[i] = p->thr;
+            segs_list(b, xs, len, ks);
+            for (size_t i = 0; i < len; i += 4)
+                _mm_storeu_ps(gs + i, g4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)),
+                                         _mm_loadu_si128((const __m128i *)(ks + i))));
+            size_t z = 0;
             for (; z + 8 <= len; z += 8)
                 _mm256_storeu_ps(ob + z, _mm256_and_ps(_mm256_loadu_ps(gs + z),
                                                        _mm256_loadu_ps((const float *)(vs + z))));
             for (; z < len; z++)
                 ob[z] = vs[z] ? gs[z] : 0.0f;
         } else {
-            for (; z + 8 <= len; z += 8)
-                _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
-            for (; z < len; z++)
-                ob[z] = 0.0f;
-            for (size_t i = 0; i < m; i++)
-                ob[js[i]] = gs[i];
+            size_t m;
+            if (density == 0) {
+                m = chunk_bits(sc, t + c0, len, p->thr, bits, &anypos);
+                if (m)
+                    list_from_bits(sc, len, bits, p->thr, xs, js);
+            } else {
+                m = pack_valid(sc, t + c0, len, p->thr, xs, js, &anypos);
+            }
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = m; i < m + 8; i++)
+                xs[i] = p->thr;
+            segs_list(b, xs, m, ks);
+            apply_list_avx2(p, xs, ks, js, m, len, ob);
         }
         if (__builtin_expect(anypos, 0)) {
             size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
             bad = b2 < bad ? b2 : bad;
         }
-        float *gc = g + c0;
-        z = 0;
-        if (stream) {
-            for (; z < len && ((uintptr_t)(gc + z) & 31); z++)
-                gc[z] = ob[z];
-            for (; z + 8 <= len; z += 8)
-                _mm256_stream_ps(gc + z, _mm256_loadu_ps(ob + z));
-        }
-        for (; z + 8 <= len; z += 8)
-            _mm256_storeu_ps(gc + z, _mm256_loadu_ps(ob + z));
-        for (; z < len; z++)
-            gc[z] = ob[z];
+        chunk_store(g + c0, ob, len, stream);
     }
     if (stream)
         _mm_sfence(); /* the streamed stores are ordered before the caller's next access */
     return bad;
 }
+
+AVX2 static void chunk_store_avx2(float *gc, const float *ob, size_t len, int stream)
+{
+    size_t z = 0;
+    if (stream) {
+        for (; z < len && ((uintptr_t)(gc + z) & 31); z++)
+            gc[z] = ob[z];
+        for (; z + 8 <= len; z += 8)
+            _mm256_stream_ps(gc + z, _mm256_loadu_ps(ob + z));
+    }
+    for (; z + 8 <= len; z += 8)
+        _mm256_storeu_ps(gc + z, _mm256_loadu_ps(ob + z));
+    for (; z < len; z++)
+        gc[z] = ob[z];
+}
 #endif
+
+static void chunk_store(float *g, const float *ob, size_t len, int stream)
+{
+#ifdef APL_HAVE_AVX2_KERNELS
+    if (stream) { /* only the AVX2 kernels stream (apply_range) */
+        chunk_store_avx2(g, ob, len, stream);
+        return;
+    }
+#endif
+    (void)stream;
+    memcpy(g, ob, len * sizeof *ob);
+}
 
 static int use_avx2(const apl_sorted_plan *p)
 {
@@ -597,9 +830,8 @@ static size_t apply_range(const apl_sorted_plan *p, int avx2, const float *s, co
     if (avx2)
         return apply_range_avx2(p, s, t, j0, j1, memo, g, stream);
 #endif
-    (void)stream;
     (void)avx2;
-    return apply_range_scalar(p, s, t, j0, j1, memo, g);
+    return apply_range_scalar(p, s, t, j0, j1, memo, g, 0);
 }
 
 /* Threads for n elements: the caller's request, no more than the work justifies. */
@@ -614,13 +846,13 @@ static int threads_for(int requested, size_t n)
     return T < 1 ? 1 : T;
 }
 
-/* Thread `i` of T takes [first, last) of n: contiguous ranges on 64-element boundaries. */
+/* Thread `i` of T takes [first, last) of n: contiguous ranges of whole chunks (the memo's). */
 static void thread_range(size_t n, int T, int i, size_t *first, size_t *last)
 {
-    size_t blocks = (n + 63) / 64;
+    size_t blocks = (n + CHUNK - 1) / CHUNK;
     size_t b0 = blocks * (size_t)i / (size_t)T, b1 = blocks * (size_t)(i + 1) / (size_t)T;
-    *first = b0 * 64 < n ? b0 * 64 : n;
-    *last = b1 * 64 < n ? b1 * 64 : n;
+    *first = b0 * CHUNK < n ? b0 * CHUNK : n;
+    *last = b1 * CHUNK < n ? b1 * CHUNK : n;
 }
 
 /* ---- plan ---- */
