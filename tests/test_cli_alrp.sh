@@ -37,6 +37,15 @@ done
 expect 0 "variants agree with the reference" "$A" verify --loss alrp --anchors 1000 --classes 10 \
   --pos-rate 0.03 --dist late --delta 0.5
 
+# ---- the GPU rows that implement aLRP are verify rows: "pass" where a GPU runs them, a visible
+# skip where none is (no device, or built without CUDA), never "does not implement loss alrp" ----
+"$A" verify --loss alrp --anchors 1000 --classes 10 --pos-rate 0.03 \
+  --variants sorted,cuda_warp,cuda_sorted >"$T/vgpu" 2>&1
+for v in cuda_warp cuda_sorted; do
+  grep -Eq "^$v +.*( pass| skipped: no CUDA device| skipped: $v: not built)" "$T/vgpu" && ok ||
+    bad "verify --loss alrp: no pass or visible no-GPU skip for $v: $(grep "^$v" "$T/vgpu")"
+done
+
 # ---- gen writes e: one float32 per positive, in [0, 2) ----
 expect 0 "" "$A" gen --loss alrp --logits "$T/l.npy" --targets "$T/t.npy" --eloc "$T/e.npy" \
   --anchors 200 --classes 5 --pos-rate 0.1 --seed 3

@@ -4,6 +4,9 @@
  * ties, a negative exactly at the pruning threshold), plus determinism: two runs of the same
  * input give the same bits, and the device-resident entry point (device_fn, run through
  * apl_gpu_bench_run as the benchmarks time it) gives bitwise the host entry point's answer.
+ * The same for aLRP Loss on the GPU rows that implement it (alrp_cases: grad_e and both losses
+ * too, device_fn through apl_gpu_bench_run_loss; test_alrp checks their host entry on the
+ * fixtures, edge cases, tie grids and the foot case).
  *
  * Exit code 77 (CTest: skipped), with "test_gpu: skipped: no CUDA device (reason)", where a GPU
  * variant cannot run: no CUDA device, or a binary built without CUDA. With APL_REQUIRE_GPU=1
@@ -289,6 +292,206 @@ static void paths(const apl_variant *v, size_t count)
     }
 }
 
+/* ---- aLRP Loss (docs/SPEC_ALRP.md) ---- */
+
+/* One aLRP row on problem p: apl_accept against the reference (gradient, grad_e, both losses,
+ * counts, zero pattern), two runs bitwise, and device_fn (apl_gpu_bench_run_loss, as the
+ * benchmarks time it) bitwise fn, grad_e and loss_loc included. */
+static void check_alrp_variant(const apl_variant *v, const char *label, const apl_problem *p,
+                               const double *g64, const double *e64, const apl_result *ref)
+{
+    const size_t m = p->n ? p->n : 1, ma = p->n_aux ? p->n_aux : 1;
+    float *g[3] = {malloc(m * sizeof(float)), malloc(m * sizeof(float)),
+                   malloc(m * sizeof(float))};
+    float *ge[3] = {malloc(ma * sizeof(float)), malloc(ma * sizeof(float)),
+                    malloc(ma * sizeof(float))};
+    apl_result r[3] = {{0}};
+    CHECK(g[0] && g[1] && g[2] && ge[0] && ge[1] && ge[2], "cannot allocate %zu gradients",
+          p->n);
+    if (!g[0] || !g[1] || !g[2] || !ge[0] || !ge[1] || !ge[2])
+        goto out;
+    for (int k = 0; k < 3; k++) { /* poison: every entry of both outputs must be written */
+        memset(g[k], 0xff, m * sizeof(float));
+        memset(ge[k], 0xff, ma * sizeof(float));
+    }
+    apl_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        const apl_output out = {g[k], ge[k]};
+        apl_status st = apl_run(v, p, &out, &r[k], &err);
+        CHECK(st == APL_OK, "%s on alrp %s (run %d): %s", v->name, label, k + 1, err.msg);
+        if (st != APL_OK)
+            goto out;
+    }
+    apl_verdict ag;
+    apl_accept(p, g[0], ge[0], &r[0], g64, e64, ref, &ag);
+    char why[APL_MSG_LEN];
+    apl_verdict_format(&ag, why, sizeof why);
+    printf("  %-20s alrp %-23s %s\n", v->name, label, why);
+    CHECK(ag.pass, "%s on alrp %s: %s", v->name, label, why);
+    CHECK(!memcmp(g[0], g[1], p->n * sizeof(float)) &&
+              !memcmp(ge[0], ge[1], p->n_aux * sizeof(float)) &&
+              !memcmp(&r[0].loss, &r[1].loss, sizeof r[0].loss) &&
+              !memcmp(&r[0].loss_loc, &r[1].loss_loc, sizeof r[0].loss_loc),
+          "%s on alrp %s: two runs differ (not deterministic)", v->name, label);
+
+    CHECK(v->device_fn != NULL, "%s: GPU row without a device_fn", v->name);
+    if (v->device_fn) {
+        apl_gpu_bench *b = NULL;
+        double sec = -1.0;
+        apl_status st = apl_gpu_bench_create_problem(p, &b, &err);
+        CHECK(st == APL_OK, "%s on alrp %s: apl_gpu_bench_create_problem: %s", v->name, label,
+              err.msg);
+        if (st == APL_OK) {
+            st = apl_gpu_bench_run_loss(b, v, APL_LOSS_ALRP, p->delta, &r[2], &sec, &err);
+            CHECK(st == APL_OK, "%s on alrp %s: apl_gpu_bench_run_loss: %s", v->name, label,
+                  err.msg);
+        }
+        if (st == APL_OK) {
+            CHECK(sec >= 0.0, "%s on alrp %s: event time %g s", v->name, label, sec);
+            st = apl_gpu_bench_grad(b, g[2], &err);
+            if (st == APL_OK)
+                st = apl_gpu_bench_grad_aux(b, ge[2], &err);
+            CHECK(st == APL_OK, "%s on alrp %s: copying the device outputs: %s", v->name, label,
+                  err.msg);
+        }
+        if (st == APL_OK) {
+            size_t dg = 0, de = 0;
+            for (size_t j = 0; j < p->n; j++)
+                dg += memcmp(&g[0][j], &g[2][j], sizeof(float)) != 0;
+            for (size_t k = 0; k < p->n_aux; k++)
+                de += memcmp(&ge[0][k], &ge[2][k], sizeof(float)) != 0;
+            CHECK(dg == 0 && de == 0 && !memcmp(&r[0].loss, &r[2].loss, sizeof r[0].loss) &&
+                      !memcmp(&r[0].loss_loc, &r[2].loss_loc, sizeof r[0].loss_loc) &&
+                      r[0].positives == r[2].positives &&
+                      r[0].valid_negatives == r[2].valid_negatives,
+                  "%s on alrp %s: device_fn differs from fn: %zu of %zu gradients, %zu of %zu "
+                  "grad_e, loss_cls %.17g vs %.17g, loss_loc %.17g vs %.17g", v->name, label, dg,
+                  p->n, de, p->n_aux, r[2].loss, r[0].loss, r[2].loss_loc, r[0].loss_loc);
+        }
+        apl_gpu_bench_destroy(b);
+    }
+out:
+    for (int k = 0; k < 3; k++)
+        free(g[k]), free(ge[k]);
+}
+
+/* The reference once, then every GPU row that implements aLRP. e: one error per positive. */
+static void run_all_alrp(const apl_variant *v, size_t count, const char *label, const float *s,
+                         const int8_t *t, size_t n, double delta, const float *e, size_t np)
+{
+    const apl_problem p = {.loss = APL_LOSS_ALRP, .logits = s, .targets = t, .n = n,
+                           .delta = delta, .aux = e, .n_aux = np};
+    double *g64 = malloc((n ? n : 1) * sizeof *g64), *e64 = malloc((np ? np : 1) * sizeof *e64);
+    CHECK(g64 && e64, "cannot allocate %zu gradients", n);
+    apl_error err = {0};
+    apl_result ref;
+    apl_status st = g64 && e64 ? apl_reference(&p, g64, e64, &ref, &err) : APL_ERR_NOMEM;
+    CHECK(st == APL_OK, "alrp reference on %s: %s", label, err.msg);
+    if (st == APL_OK) {
+        printf("case alrp %s: %zu elements, delta %g: %zu positives, %zu valid negatives, "
+               "loss_cls %.9f, loss_loc %.9f\n", label, n, delta, ref.positives,
+               ref.valid_negatives, ref.loss, ref.loss_loc);
+        for (size_t i = 0; i < count; i++)
+            if (v[i].device == APL_GPU && apl_variant_has_loss(&v[i], APL_LOSS_ALRP))
+                check_alrp_variant(&v[i], label, &p, g64, e64, &ref);
+    }
+    free(g64), free(e64);
+}
+
+/* A generated input with its e (apl_generate_aux); edit (may be NULL) changes the logits and
+ * targets first (e is generated for the edited targets). */
+static void generated_alrp(const apl_variant *v, size_t count, const char *label,
+                           const apl_gen_params *g, double delta,
+                           void (*edit)(float *, int8_t *, size_t))
+{
+    size_t n = 0, np = 0;
+    apl_error err = {0};
+    if (apl_gen_count(g, &n, &err) != APL_OK) {
+        CHECK(0, "generator: %s", err.msg);
+        return;
+    }
+    float *s = malloc(n * sizeof *s), *e = NULL;
+    int8_t *t = malloc(n);
+    CHECK(s && t, "cannot allocate %zu elements", n);
+    if (s && t && apl_generate(g, s, t, &err) == APL_OK) {
+        if (edit)
+            edit(s, t, n);
+        for (size_t j = 0; j < n; j++)
+            np += t[j] == 1;
+        e = malloc((np ? np : 1) * sizeof *e);
+        CHECK(e && apl_generate_aux(g, APL_LOSS_ALRP, t, n, e, np, &err) == APL_OK,
+              "generate e for %s: %s", label, err.msg);
+        if (e)
+            run_all_alrp(v, count, label, s, t, n, delta, e, np);
+    }
+    free(s), free(t), free(e);
+}
+
+static void ties_grid(float *s, int8_t *t, size_t n) /* logits on a 1/4 grid: ties, -0 and +0 */
+{
+    (void)t;
+    for (size_t j = 0; j < n; j++)
+        s[j] = roundf(s[j] * 4.0f) / 4.0f;
+}
+static void span_edit(float *s, int8_t *t, size_t n) /* one positive 10000 deltas below */
+{
+    (void)n;
+    s[7] = -10000.0f, t[7] = 1;
+}
+static void magnitude_edit(float *s, int8_t *t, size_t n) /* |s| > 2^24 delta */
+{
+    for (size_t j = 0; j < n; j++)
+        s[j] = 3e7f + s[j] * 64.0f;
+    s[7] = 3e7f, t[7] = 1;
+}
+
+static void alrp_cases(const apl_variant *v, size_t count)
+{
+    /* Edge cases: nothing, no positives, no valid negatives, one positive whose b is below
+     * eps (1e-6 into its ramp), tied positives with different e. */
+    run_all_alrp(v, count, "empty", NULL, NULL, 0, 1.0, NULL, 0);
+    {
+        float s[] = {0.5f, -1.0f, 2.0f, 0.0f};
+        int8_t t[] = {0, 0, -1, 0};
+        run_all_alrp(v, count, "no positives", s, t, 4, 1.0, NULL, 0);
+    }
+    {
+        float s[] = {1.0f, 1.5f, -3.0f, 4.0f}, e[] = {0.5f, 1.25f};
+        int8_t t[] = {1, 1, 0, -1};
+        run_all_alrp(v, count, "no valid negatives", s, t, 4, 1.0, e, 2);
+    }
+    {
+        float s[] = {2.0f, 0.0f, 0.0f, 1.0000019073486328f, -0.5f}, e[] = {0.3f, 0.7f};
+        int8_t t[] = {1, 1, 0, 0, 0};
+        run_all_alrp(v, count, "b below eps", s, t, 5, 1.0, e, 2);
+    }
+    {
+        float s[] = {1.0f, 1.0f, -0.0f, 0.0f, 0.5f, 1.0f, 0.25f, -0.0f, 2.0f},
+              e[] = {0.1f, 1.9f, 0.4f, 1.2f, 0.0f, 0.7f};
+        int8_t t[] = {1, 1, 1, 1, 0, 0, 0, 1, 1};
+        run_all_alrp(v, count, "ties, -0 and +0", s, t, 9, 1.0, e, 6);
+    }
+    apl_gen_params g;
+    apl_gen_defaults(&g);
+    g.anchors = 2000, g.classes = 20, g.pos_rate = 0.05;
+    static const double deltas[] = {0.1, 1.0, 4.0};
+    for (int d = 0; d < 3; d++) {
+        char label[64];
+        g.dist = (apl_dist)d, g.seed = APL_DEFAULT_SEED + 50 + (uint64_t)d;
+        snprintf(label, sizeof label, "2000x20/%s/delta %g", apl_dist_name(g.dist), deltas[d]);
+        generated_alrp(v, count, label, &g, deltas[d], NULL);
+    }
+    g.dist = APL_DIST_MID, g.seed = APL_DEFAULT_SEED + 60;
+    generated_alrp(v, count, "2000x20 ties (1/4 grid)", &g, 0.5, ties_grid);
+    /* The exact fallback (cuda_sorted hands the problem to cuda_warp), both ways out of range. */
+    g.seed = APL_DEFAULT_SEED + 99;
+    generated_alrp(v, count, "exact fallback (span)", &g, 1.0, span_edit);
+    generated_alrp(v, count, "exact fallback (magnitude)", &g, 1.0, magnitude_edit);
+    /* 15000 positives: 2|P| = 30000 segments, cuda_sorted's global-atomics path. */
+    g.anchors = 60000, g.classes = 1, g.pos_rate = 0.25, g.seed = APL_DEFAULT_SEED + 61;
+    generated_alrp(v, count, "60000x1 pos 0.25 (global path)", &g, 1.0, NULL);
+}
+
 int main(int argc, char **argv)
 {
     size_t count;
@@ -300,6 +503,7 @@ int main(int argc, char **argv)
 
     hand_made(v, count);
     paths(v, count);
+    alrp_cases(v, count);
 
     apl_gen_params g;
     apl_gen_defaults(&g);
