@@ -370,6 +370,17 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
 #ifdef APL_HAVE_AVX2_KERNELS
 #define AVX2 __attribute__((target("avx2,bmi2")))
 
+/* Element j's line of the chunk after next, logits and targets: the passes work a chunk at a
+ * time, and the hardware alone does not fetch far enough ahead (measured: a third of the time
+ * of a pass over sparse chunks). Prefetches past the array's end are harmless. */
+AVX2 static inline void prefetch_ahead(const float *s, const int8_t *t, size_t j)
+{
+    if (j % 16 == 0)
+        _mm_prefetch((const char *)(s + j + 2 * CHUNK), _MM_HINT_T0);
+    if (j % 64 == 0)
+        _mm_prefetch((const char *)(t + j + 2 * CHUNK), _MM_HINT_T0);
+}
+
 /* bits[w] bit i: element 32 w + i of the chunk s[0, len) is a valid negative (t == 0,
  * s >= thr). Returns their number; *anypos: whether the chunk holds a positive. */
 AVX2 static size_t chunk_bits(const float *s, const int8_t *t, size_t len, float thr,
@@ -380,11 +391,10 @@ AVX2 static size_t chunk_bits(const float *s, const int8_t *t, size_t len, float
     __m256i pos = zero;
     size_t m = 0, j = 0, w = 0;
     for (; j + 32 <= len; j += 32, w++) {
-        /* the chunk after next: the passes are too short for the hardware to run ahead */
-        _mm_prefetch((const char *)(s + j + 2 * CHUNK), _MM_HINT_T0);
-        _mm_prefetch((const char *)(s + j + 2 * CHUNK + 16), _MM_HINT_T0);
-        if (j % 64 == 0)
-            _mm_prefetch((const char *)(t + j + 2 * CHUNK), _MM_HINT_T0);
+        prefetch_ahead(s, t, j);
+        prefetch_ahead(s, t, j + 8);
+        prefetch_ahead(s, t, j + 16);
+        prefetch_ahead(s, t, j + 24);
         const __m256i tv = _mm256_loadu_si256((const __m256i *)(t + j));
         pos = _mm256_or_si256(pos, _mm256_cmpeq_epi8(tv, one));
         uint32_t v = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(tv, zero));
@@ -463,6 +473,7 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
     const __m256i eight = _mm256_set1_epi32(8);
     size_t m = 0, j = 0;
     for (; j + 8 <= len; j += 8) {
+        prefetch_ahead(s, t, j);
         __m256i tv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(t + j)));
         __m256 x = _mm256_loadu_ps(s + j);
         pos = _mm256_or_si256(pos, _mm256_cmpeq_epi32(tv, one));
@@ -500,6 +511,7 @@ AVX2 static size_t fill_dense(const float *s, const int8_t *t, size_t len, float
     __m256i pos = zero;
     size_t m = 0, j = 0;
     for (; j + 8 <= len; j += 8) {
+        prefetch_ahead(s, t, j);
         __m256i tv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(t + j)));
         __m256 x = _mm256_loadu_ps(s + j);
         pos = _mm256_or_si256(pos, _mm256_cmpeq_epi32(tv, one));
