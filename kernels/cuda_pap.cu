@@ -206,21 +206,6 @@ unsigned grid_for_n(uint64_t n)
     return (unsigned)(blocks < 1 ? 1 : blocks > 65535 ? 65535 : blocks);
 }
 
-template <class T> void to_host(T *h, const T *d, size_t count)
-{
-    if (count) {
-        throw_if_cuda(cudaMemcpyAsync(h, d, count * sizeof(T), cudaMemcpyDeviceToHost,
-                                      cur_stream()));
-        throw_if_cuda(cudaStreamSynchronize(cur_stream()));
-    }
-}
-template <class T> void to_device(T *d, const T *h, size_t count)
-{
-    if (count)
-        throw_if_cuda(cudaMemcpyAsync(d, h, count * sizeof(T), cudaMemcpyHostToDevice,
-                                      cur_stream()));
-}
-
 /* Outside the exact range: the whole problem on the host (apl_pap_naive), results copied back. */
 apl_status host_naive(const apl_problem *p, const apl_output *out, apl_result *res,
                       apl_error *err)
@@ -228,10 +213,10 @@ apl_status host_naive(const apl_problem *p, const apl_output *out, apl_result *r
     const size_t n = p->n, na = p->n_aux, np = (size_t)p->param_rows * 12;
     std::vector<float> s(n), g(n), aux(na), ga(na), prm(np);
     std::vector<int8_t> t(n);
-    to_host(s.data(), p->logits, n);
-    to_host(t.data(), p->targets, n);
-    to_host(aux.data(), p->aux, na);
-    to_host(prm.data(), p->params, np);
+    copy_to_host(s.data(), p->logits, n);
+    copy_to_host(t.data(), p->targets, n);
+    copy_to_host(aux.data(), p->aux, na);
+    copy_to_host(prm.data(), p->params, np);
     apl_problem hp = *p;
     hp.logits = s.data(), hp.targets = t.data(), hp.aux = na ? aux.data() : nullptr;
     hp.params = prm.data(), hp.stream = nullptr;
@@ -239,9 +224,9 @@ apl_status host_naive(const apl_problem *p, const apl_output *out, apl_result *r
     apl_status st = apl_pap_naive(&hp, &ho, res, err);
     if (st != APL_OK)
         return st;
-    to_device(out->grad, g.data(), n);
+    copy_to_device(out->grad, g.data(), n);
     if (out->grad_aux)
-        to_device(out->grad_aux, ga.data(), na);
+        copy_to_device(out->grad_aux, ga.data(), na);
     return device_sync(err);
 }
 
@@ -262,7 +247,7 @@ apl_status cuda_pap_core(const apl_problem *p, const apl_output *out, apl_result
     if (n == 0)
         return APL_OK;
     std::vector<float> params((size_t)p->param_rows * 12);
-    to_host(params.data(), p->params, params.size());
+    copy_to_host(params.data(), p->params, params.size());
     apl_pap_fns fns;
     apl_pap_fns_init(params.data(), p->param_rows, &fns);
 
@@ -281,7 +266,7 @@ apl_status cuda_pap_core(const apl_problem *p, const apl_output *out, apl_result
         std::vector<float> hs(np), hv(np);
         pidx.to_host(hidx.data());
         ps.to_host(hs.data());
-        to_host(hv.data(), p->aux, np);
+        copy_to_host(hv.data(), p->aux, np);
         for (size_t k = 0; k < np; k++) {
             apl_pap_pos &e = pos[k];
             e.s = (double)hs[k];
@@ -362,7 +347,7 @@ apl_status cuda_pap_core(const apl_problem *p, const apl_output *out, apl_result
     gid.from_host(gi.data(), np);
     thrust::scatter(P(), gpd.begin(), gpd.end(), gid.begin(), dptr(grad));
     if (out->grad_aux)
-        to_device(out->grad_aux, gaux.data(), np);
+        copy_to_device(out->grad_aux, gaux.data(), np);
     return device_sync(err); /* the host vectors above outlive the copies from them */
 }
 
