@@ -67,8 +67,9 @@ typedef struct {
     const uint32_t *hi;    /* np: O[hi_i] = s_i + delta; window i covers segments [lo_i, hi_i) */
     const uint64_t *E;     /* S: round((O_k - O_0) / (2 delta) * 2^52), the fixed-point positions */
     const double *pos_sums; /* np: sum over positives k of H(s_k - s_i), its own 1/2 included */
-    int simd;              /* 1 (default): AVX2 kernels where the CPU has them; 0: the portable
-                              kernels. Bitwise the same results either way. */
+    int simd;              /* 2 (default): the widest kernels the CPU has (AVX-512, AVX2);
+                              1: at most AVX2; 0: the portable kernels. Bitwise the same
+                              results whichever runs. */
     /* Written by the middle (finish): */
     double *alpha, *beta;  /* S: G(x) = alpha_k + beta_k (x - O_k) on segment k */
     double *pos_grad;      /* np: gradient of the i-th sorted positive */

@@ -785,6 +785,288 @@ AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, co
     return bad;
 }
 
+/* ---- AVX-512 kernels ----
+ * The AVX2 kernels' steps sixteen floats or eight doubles at a time, with compress instead of
+ * the pext permutations and mask registers for the hot segment: on early-training inputs, where
+ * nearly every element is a valid negative, the passes are bound by instructions per element,
+ * and these take about half as many. The same IEEE operations in the same order, so bitwise the
+ * same results as the AVX2 and the portable kernels (test_phases checks all three). */
+#define AVX512 __attribute__((target("avx2,bmi2,avx512f,avx512vl,avx512dq")))
+
+/* pack_valid, sixteen at a time. */
+AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, float thr,
+                                   float *xs, uint32_t *js, int *anypos)
+{
+    const __m512 vthr = _mm512_set1_ps(thr);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1),
+                  sixteen = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __mmask16 pos = 0;
+    size_t m = 0, j = 0;
+    for (; j + 16 <= len; j += 16) {
+        prefetch_ahead(s, t, j);
+        const __m512i tv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(t + j)));
+        const __m512 x = _mm512_loadu_ps(s + j);
+        pos |= _mm512_cmpeq_epi32_mask(tv, one);
+        const __mmask16 ok = _mm512_cmpeq_epi32_mask(tv, zero) &
+                             _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
+        _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(ok, x));
+        _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(ok, idx));
+        m += (size_t)__builtin_popcount((unsigned)ok);
+        idx = _mm512_add_epi32(idx, sixteen);
+    }
+    *anypos = pos != 0;
+    for (; j < len; j++) {
+        if (t[j] == 0 && s[j] >= thr) {
+            xs[m] = s[j];
+            js[m++] = (uint32_t)j;
+        }
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
+/* fill_dense, sixteen at a time. */
+AVX512 static size_t fill_dense512(const float *s, const int8_t *t, size_t len, float thr,
+                                   float *xs, int32_t *vs, int *anypos)
+{
+    const __m512 vthr = _mm512_set1_ps(thr);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    __mmask16 pos = 0;
+    size_t m = 0, j = 0;
+    for (; j + 16 <= len; j += 16) {
+        prefetch_ahead(s, t, j);
+        const __m512i tv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(t + j)));
+        const __m512 x = _mm512_loadu_ps(s + j);
+        pos |= _mm512_cmpeq_epi32_mask(tv, one);
+        const __mmask16 ok = _mm512_cmpeq_epi32_mask(tv, zero) &
+                             _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
+        _mm512_storeu_ps(xs + j, _mm512_mask_blend_ps(ok, vthr, x));
+        _mm512_storeu_si512(vs + j, _mm512_movm_epi32(ok));
+        m += (size_t)__builtin_popcount((unsigned)ok);
+    }
+    *anypos = pos != 0;
+    for (; j < len; j++) {
+        int ok = t[j] == 0 && s[j] >= thr;
+        xs[j] = ok ? s[j] : thr;
+        vs[j] = -ok;
+        m += (size_t)ok;
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
+/* segs_list, sixteen at a time (xs padded to a multiple of 16 with valid values). */
+AVX512 static void segs_list512(const plan_block *b, const float *xs, size_t m, uint32_t *ks)
+{
+    const cell_table *ct = &b->ct;
+    const __m512 base = _mm512_set1_ps(ct->base), inv = _mm512_set1_ps(ct->inv),
+                 top = _mm512_set1_ps(ct->top);
+    uint32_t mixed[CHUNK / 16 + 1];
+    size_t nm = 0;
+    for (size_t i = 0; i < m; i += 16) {
+        __m512 r = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xs + i), base), inv);
+        r = _mm512_min_ps(_mm512_max_ps(r, _mm512_setzero_ps()), top);
+        const __m512i k = _mm512_i32gather_epi32(_mm512_cvttps_epi32(r), ct->tab, 4);
+        _mm512_storeu_si512(ks + i, k);
+        mixed[nm] = (uint32_t)i;
+        nm += _mm512_movepi32_mask(k) != 0;
+    }
+    for (size_t g = 0; g < nm; g++)
+        for (size_t i = mixed[g]; i < mixed[g] + 16; i++)
+            if ((int32_t)ks[i] < 0)
+                ks[i] = (uint32_t)apl_seg_find(&b->ix, (double)xs[i]);
+}
+
+/* offsets4 and g4, eight at a time. */
+AVX512 static inline __m512i offsets8(const apl_sorted_plan *p, __m512d x, __m256i k,
+                                      __m512d qscale)
+{
+    const __m512d Ok = _mm512_i32gather_pd(k, p->O, 8);
+    __m512d r = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(x, Ok), qscale),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_min_pd(_mm512_max_pd(r, _mm512_setzero_pd()), _mm512_set1_pd(QMAX));
+    return _mm512_and_si512(_mm512_castpd_si512(_mm512_add_pd(r, _mm512_set1_pd(0x1p52))),
+                            _mm512_set1_epi64((int64_t)((UINT64_C(1) << 52) - 1)));
+}
+
+AVX512 static inline __m256 g8(const apl_sorted_plan *p, __m512d x, __m256i k)
+{
+    const __m512d Ok = _mm512_i32gather_pd(k, p->O, 8);
+    const __m512d a = _mm512_i32gather_pd(k, p->alpha, 8);
+    const __m512d be = _mm512_i32gather_pd(k, p->beta, 8);
+    return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_mul_pd(be, _mm512_sub_pd(x, Ok))));
+}
+
+AVX512 static size_t hist_range_avx512(const apl_sorted_plan *p, const float *s,
+                                       const int8_t *t, size_t j0, size_t j1, int64_t *h,
+                                       size_t words, unsigned copies, int atomic, memo_t *memo)
+{
+    const plan_block *b = block_of(p);
+    const __m512d qscale = _mm512_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS));
+    const __m512i limb = _mm512_set1_epi64((int64_t)LIMB_MASK), one = _mm512_set1_epi64(1);
+    float xs[CHUNK + 16];
+    uint32_t js[CHUNK + 16], ks[CHUNK + 16], cold[CHUNK + 16], bits[CHUNK / 32];
+    uint64_t qs[CHUNK + 16];
+    size_t nv = 0;
+    /* the hot segment as in hist_range_avx2, eight lanes */
+    const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
+    uint32_t kh = UINT32_MAX;
+    __m512i hc = _mm512_setzero_si512(), hlo = hc, hhi = hc;
+    size_t chunks = 0;
+    int sparse = 1;
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        int anypos;
+        size_t m;
+        if (sparse) {
+            m = chunk_bits(s + c0, t + c0, len, p->thr, bits, &anypos);
+            if (m)
+                list_from_bits(s + c0, len, bits, p->thr, xs, js);
+        } else {
+            m = pack_valid512(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        }
+        sparse = 2 * m <= len;
+        nv += m;
+        if (m == 0) {
+            if (memo)
+                memo[c0] = anypos ? MEMO_POS : 0;
+            continue;
+        }
+        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
+            if (kh != UINT32_MAX) {
+                int64_t *c = h + APL_HIST_WORDS * kh;
+                c[0] += _mm512_reduce_add_epi64(hc);
+                c[1] += _mm512_reduce_add_epi64(hlo);
+                c[2] += _mm512_reduce_add_epi64(hhi);
+                hc = hlo = hhi = _mm512_setzero_si512();
+            }
+            int64_t best = -1;
+            for (size_t k = 0; k < p->segments; k++)
+                if (h[APL_HIST_WORDS * k] > best) {
+                    best = h[APL_HIST_WORDS * k];
+                    kh = (uint32_t)k;
+                }
+        }
+        const __m512i khv = _mm512_set1_epi64((int64_t)kh);
+        for (size_t i = m; i < m + 16; i++)
+            xs[i] = p->thr;
+        segs_list512(b, xs, m, ks);
+        size_t nc = 0;
+        for (size_t i = 0; i < m; i += 8) {
+            const __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
+            const __m512i q = offsets8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)), k, qscale);
+            _mm512_storeu_si512(qs + i, q);
+            if (hot) {
+                const __mmask8 in = m - i >= 8 ? 0xff : (__mmask8)((1u << (m - i)) - 1);
+                const __mmask8 eq =
+                    _mm512_mask_cmpeq_epi64_mask(in, _mm512_cvtepu32_epi64(k), khv);
+                hc = _mm512_mask_add_epi64(hc, eq, hc, one);
+                hlo = _mm512_mask_add_epi64(hlo, eq, hlo, _mm512_and_si512(q, limb));
+                hhi = _mm512_mask_add_epi64(hhi, eq, hhi,
+                                            _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
+                const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)i),
+                                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                const __mmask8 sel = in & (__mmask8)~eq;
+                _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_maskz_compress_epi32(sel, idx));
+                nc += (size_t)__builtin_popcount((unsigned)sel);
+            }
+        }
+        if (hot) {
+            for (size_t c = 0; c < nc; c++) {
+                const uint32_t i = cold[c];
+                hist_add(h + (c & (copies - 1)) * words, ks[i], qs[i], 0);
+            }
+        } else {
+            for (size_t i = 0; i < m; i++)
+                hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
+        }
+        if (memo)
+            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
+    }
+    if (hot && kh != UINT32_MAX) {
+        int64_t *c = h + APL_HIST_WORDS * kh;
+        c[0] += _mm512_reduce_add_epi64(hc);
+        c[1] += _mm512_reduce_add_epi64(hlo);
+        c[2] += _mm512_reduce_add_epi64(hhi);
+    }
+    return nv;
+}
+
+/* apply_list_avx2, eight at a time. */
+AVX512 static void apply_list512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
+                                 const uint32_t *js, size_t m, size_t len, float *ob)
+{
+    float gs[CHUNK + 16];
+    for (size_t i = 0; i < m; i += 8)
+        _mm256_storeu_ps(gs + i, g8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)),
+                                    _mm256_loadu_si256((const __m256i *)(ks + i))));
+    memset(ob, 0, len * sizeof *ob);
+    for (size_t i = 0; i < m; i++)
+        ob[js[i]] = gs[i];
+}
+
+AVX512 static size_t apply_range_avx512(const apl_sorted_plan *p, const float *s,
+                                        const int8_t *t, size_t j0, size_t j1,
+                                        const memo_t *memo, float *g, int stream)
+{
+    const plan_block *b = block_of(p);
+    float xs[CHUNK + 16], gs[CHUNK + 16], ob[CHUNK];
+    uint32_t js[CHUNK + 16], ks[CHUNK + 16], bits[CHUNK / 32];
+    int32_t vs[CHUNK + 16];
+    size_t bad = (size_t)-1;
+    int density = 0; /* as in apply_range_avx2 */
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        const float *sc = s + c0;
+        int anypos;
+        if (memo && !(memo[c0] & MEMO_DENSE)) {
+            anypos = (memo[c0] & MEMO_POS) != 0;
+            const size_t m = memo_read(memo + c0, xs, ks, js);
+            for (size_t i = m; i < m + 16; i++)
+                xs[i] = p->thr, ks[i] = 0;
+            apply_list512(p, xs, ks, js, m, len, ob);
+        } else if (density == 2) {
+            const size_t m = fill_dense512(sc, t + c0, len, p->thr, xs, vs, &anypos);
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = len; i < len + 16; i++)
+                xs[i] = p->thr;
+            segs_list512(b, xs, len, ks);
+            for (size_t i = 0; i < len; i += 8)
+                _mm256_storeu_ps(gs + i, g8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)),
+                                            _mm256_loadu_si256((const __m256i *)(ks + i))));
+            size_t z = 0;
+            for (; z + 16 <= len; z += 16)
+                _mm512_storeu_ps(ob + z, _mm512_and_ps(_mm512_loadu_ps(gs + z),
+                                                       _mm512_loadu_ps((const float *)(vs + z))));
+            for (; z < len; z++)
+                ob[z] = vs[z] ? gs[z] : 0.0f;
+        } else {
+            size_t m;
+            if (density == 0) {
+                m = chunk_bits(sc, t + c0, len, p->thr, bits, &anypos);
+                if (m)
+                    list_from_bits(sc, len, bits, p->thr, xs, js);
+            } else {
+                m = pack_valid512(sc, t + c0, len, p->thr, xs, js, &anypos);
+            }
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = m; i < m + 16; i++)
+                xs[i] = p->thr, ks[i] = 0;
+            segs_list512(b, xs, m, ks);
+            apply_list512(p, xs, ks, js, m, len, ob);
+        }
+        if (__builtin_expect(anypos, 0)) {
+            size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
+            bad = b2 < bad ? b2 : bad;
+        }
+        chunk_store(g + c0, ob, len, stream);
+    }
+    if (stream)
+        _mm_sfence();
+    return bad;
+}
+
 AVX2 static void chunk_store_avx2(float *gc, const float *ob, size_t len, int stream)
 {
     size_t z = 0;
@@ -813,36 +1095,47 @@ static void chunk_store(float *g, const float *ob, size_t len, int stream)
     memcpy(g, ob, len * sizeof *ob);
 }
 
-static int use_avx2(const apl_sorted_plan *p)
+/* The kernels to use: 2 AVX-512, 1 AVX2, 0 portable; no more than plan->simd allows and the CPU
+ * has. */
+static int simd_level(const apl_sorted_plan *p)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
-    return p->simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2"))
+        return 0;
+    if (p->simd >= 2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return 2;
+    return p->simd >= 1;
 #else
     (void)p;
     return 0;
 #endif
 }
 
-static size_t hist_range(const apl_sorted_plan *p, int avx2, const float *s, const int8_t *t,
+static size_t hist_range(const apl_sorted_plan *p, int simd, const float *s, const int8_t *t,
                          size_t j0, size_t j1, int64_t *h, size_t words, unsigned copies,
                          int atomic, memo_t *memo)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
-    if (avx2)
+    if (simd == 2)
+        return hist_range_avx512(p, s, t, j0, j1, h, words, copies, atomic, memo);
+    if (simd == 1)
         return hist_range_avx2(p, s, t, j0, j1, h, words, copies, atomic, memo);
 #endif
-    (void)avx2;
+    (void)simd;
     return hist_range_scalar(p, s, t, j0, j1, h, words, copies, atomic, memo);
 }
 
-static size_t apply_range(const apl_sorted_plan *p, int avx2, const float *s, const int8_t *t,
+static size_t apply_range(const apl_sorted_plan *p, int simd, const float *s, const int8_t *t,
                           size_t j0, size_t j1, const memo_t *memo, float *g, int stream)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
-    if (avx2)
+    if (simd == 2)
+        return apply_range_avx512(p, s, t, j0, j1, memo, g, stream);
+    if (simd == 1)
         return apply_range_avx2(p, s, t, j0, j1, memo, g, stream);
 #endif
-    (void)avx2;
+    (void)simd;
     return apply_range_scalar(p, s, t, j0, j1, memo, g, 0);
 }
 
@@ -940,7 +1233,7 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
     p->hi = hi;
     p->E = E;
     p->pos_sums = pos_sums;
-    p->simd = 1;
+    p->simd = 2;
     p->alpha = alpha;
     p->beta = beta;
     p->pos_grad = pos_grad;
@@ -992,7 +1285,7 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
 {
     if (!p || !hist || (n && (!logits || !targets)))
         return apl_fail(err, APL_ERR_ARG, "sorted histogram: null argument");
-    const int T = threads_for(threads, n), avx2 = use_avx2(p);
+    const int T = threads_for(threads, n), simd = simd_level(p);
     const size_t words = apl_sorted_hist_len(p);
     const int atomic = T > 1 && p->segments > PRIVATE_MAX_SEGMENTS;
     const unsigned copies = !atomic && p->segments <= COPIES_MAX_SEGMENTS ? COPIES : 1;
@@ -1009,7 +1302,7 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
     size_t nv = 0;
     memo_t *mm = (memo_t *)memo;
     if (T == 1) {
-        nv = hist_range(p, avx2, logits, targets, 0, n, priv ? priv : hist, words, copies, 0, mm);
+        nv = hist_range(p, simd, logits, targets, 0, n, priv ? priv : hist, words, copies, 0, mm);
     } else {
 #pragma omp parallel num_threads(T) reduction(+ : nv)
         {
@@ -1020,7 +1313,7 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
 #endif
             size_t j0, j1;
             thread_range(n, team, i, &j0, &j1);
-            nv += hist_range(p, avx2, logits, targets, j0, j1,
+            nv += hist_range(p, simd, logits, targets, j0, j1,
                              atomic ? hist : priv + (size_t)i * per, words, copies, atomic, mm);
         }
     }
@@ -1160,11 +1453,11 @@ apl_status apl_sorted_apply(const apl_sorted_plan *p, const float *logits,
 {
     if (!p || (n && (!logits || !targets || !grad)))
         return apl_fail(err, APL_ERR_ARG, "sorted apply: null argument");
-    const int T = threads_for(threads, n), avx2 = use_avx2(p), stream = n >= STREAM_MIN;
+    const int T = threads_for(threads, n), simd = simd_level(p), stream = n >= STREAM_MIN;
     const memo_t *mm = (const memo_t *)memo;
     size_t bad = (size_t)-1;
     if (T == 1) {
-        bad = apply_range(p, avx2, logits, targets, 0, n, mm, grad, stream);
+        bad = apply_range(p, simd, logits, targets, 0, n, mm, grad, stream);
     } else {
 #pragma omp parallel num_threads(T) reduction(min : bad)
         {
@@ -1175,7 +1468,7 @@ apl_status apl_sorted_apply(const apl_sorted_plan *p, const float *logits,
 #endif
             size_t j0, j1;
             thread_range(n, team, i, &j0, &j1);
-            size_t b = apply_range(p, avx2, logits, targets, j0, j1, mm, grad, stream);
+            size_t b = apply_range(p, simd, logits, targets, j0, j1, mm, grad, stream);
             bad = b < bad ? b : bad;
         }
     }
