@@ -52,12 +52,14 @@ typedef uint32_t __attribute__((may_alias)) memo_t;
  * the last float below it and the first float at or above it. Where those differ, no cell holds
  * floats from both sides of O[m]; a cell that holds both for some m is marked mixed (-1). Every
  * float in an unmixed cell then has the same segment, stored in the table: one lookup, no check,
- * exact. Mixed cells (at most S - 1 of CELLS_PER_SEGMENT * S) take apl_seg_find. The portable
+ * exact. Mixed cells (at most S - 1 of the cells, table_cells) take apl_seg_find. The portable
  * and the AVX2 kernels compute the cell with the same IEEE operations, so they agree bit for
  * bit (and the segment does not depend on how it was found anyway). */
 #define CELLS_PER_SEGMENT 16
 #define CELLS_MIN 256
 #define CELLS_MAX ((size_t)1 << 22) /* 16 MiB of table; more segments than cells: mostly mixed */
+#define CELLS_PER_SEGMENT_DENSE 64
+#define CELLS_DENSE_MAX ((size_t)1 << 18) /* 1 MiB of table */
 typedef struct {
     const int32_t *tab; /* cells + 1 entries: the segment, or -1 (mixed) */
     float base, inv;    /* cell of x: (x - base) * inv in float, clamped to [0, cells], truncated */
@@ -94,7 +96,11 @@ static inline uint64_t seg_of(const plan_block *b, float x)
 
 static size_t table_cells(size_t S)
 {
-    size_t c = S <= CELLS_MAX / CELLS_PER_SEGMENT ? CELLS_PER_SEGMENT * S : CELLS_MAX;
+    /* Fewer mixed cells (searched) with more cells per segment, while the table stays small
+     * enough for the L2 cache (its lookups are random). */
+    size_t c = S <= CELLS_DENSE_MAX / CELLS_PER_SEGMENT_DENSE ? CELLS_PER_SEGMENT_DENSE * S
+               : S <= CELLS_MAX / CELLS_PER_SEGMENT          ? CELLS_PER_SEGMENT * S
+                                                               : CELLS_MAX;
     return c < CELLS_MIN ? CELLS_MIN : c;
 }
 
@@ -826,6 +832,58 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
     return m;
 }
 
+/* chunk_bits, 64 elements a step (the same bits). */
+AVX512 static size_t chunk_bits512(const float *s, const int8_t *t, size_t len, float thr,
+                                   uint32_t *bits, int *anypos)
+{
+    const __m512 vthr = _mm512_set1_ps(thr);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
+    __mmask64 pos = 0;
+    size_t m = 0, j = 0;
+    for (; j + 64 <= len; j += 64) {
+        for (size_t q = 0; q < 64; q += 16)
+            prefetch_ahead(s, t, j + q);
+        const __m512i tv = _mm512_loadu_si512(t + j);
+        pos |= _mm512_cmpeq_epi8_mask(tv, one);
+        uint64_t v = _mm512_cmpeq_epi8_mask(tv, zero);
+        uint64_t ge = 0;
+        for (int q = 0; q < 4; q++)
+            ge |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(s + j + 16 * q), vthr, _CMP_GE_OQ)
+                  << (16 * q);
+        v &= ge;
+        bits[j / 32] = (uint32_t)v;
+        bits[j / 32 + 1] = (uint32_t)(v >> 32);
+        m += (size_t)__builtin_popcountll(v);
+    }
+    int rest = 0;
+    if (j < len)
+        m += chunk_bits(s + j, t + j, len - j, thr, bits + j / 32, &rest);
+    *anypos = pos != 0 || rest;
+    return m;
+}
+
+/* list_from_bits, sixteen at a time with compress. */
+AVX512 static size_t list_from_bits512(const float *s, size_t len, const uint32_t *bits,
+                                       float *xs, uint32_t *js)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t m = 0;
+    for (size_t j = 0; j < len; j += 16) {
+        const __mmask16 mask = (__mmask16)(bits[j / 32] >> (j % 32));
+        if (j + 16 > len) { /* the array's last elements: no load past its end */
+            for (size_t i = j; i < len; i++)
+                if (mask >> (i - j) & 1u)
+                    xs[m] = s[i], js[m++] = (uint32_t)i;
+            break;
+        }
+        _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(mask, _mm512_loadu_ps(s + j)));
+        _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(
+                                        mask, _mm512_add_epi32(_mm512_set1_epi32((int)j), lane)));
+        m += (size_t)__builtin_popcount((unsigned)mask);
+    }
+    return m;
+}
+
 /* fill_dense, sixteen at a time. */
 AVX512 static size_t fill_dense512(const float *s, const int8_t *t, size_t len, float thr,
                                    float *xs, int32_t *vs, int *anypos)
@@ -920,9 +978,9 @@ AVX512 static size_t hist_range_avx512(const apl_sorted_plan *p, const float *s,
         int anypos;
         size_t m;
         if (sparse) {
-            m = chunk_bits(s + c0, t + c0, len, p->thr, bits, &anypos);
+            m = chunk_bits512(s + c0, t + c0, len, p->thr, bits, &anypos);
             if (m)
-                list_from_bits(s + c0, len, bits, p->thr, xs, js);
+                list_from_bits512(s + c0, len, bits, xs, js);
         } else {
             m = pack_valid512(s + c0, t + c0, len, p->thr, xs, js, &anypos);
         }
@@ -1044,9 +1102,9 @@ AVX512 static size_t apply_range_avx512(const apl_sorted_plan *p, const float *s
         } else {
             size_t m;
             if (density == 0) {
-                m = chunk_bits(sc, t + c0, len, p->thr, bits, &anypos);
+                m = chunk_bits512(sc, t + c0, len, p->thr, bits, &anypos);
                 if (m)
-                    list_from_bits(sc, len, bits, p->thr, xs, js);
+                    list_from_bits512(sc, len, bits, xs, js);
             } else {
                 m = pack_valid512(sc, t + c0, len, p->thr, xs, js, &anypos);
             }
