@@ -368,11 +368,14 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     return bad;
 }
 
-/* ---- AVX2 kernels ----
- * A chunk's valid negatives are first found as a bit mask (32 elements a step, no branch per
- * element). A chunk with few of them works on their packed list (logit and position); a chunk
- * with many runs one fused loop over all its elements, eight at a time, with the invalid lanes
- * carrying a valid stand-in and masked out. Neither pays for mispredicted branches. */
+/* ---- vector kernels ----
+ * Both passes work a chunk at a time (hist_range_vec, apply_range_vec, after the AVX-512 steps):
+ * the chunk's valid negatives are packed into a short list (logit and position), from a bit
+ * mask of the chunk (cheap where few are valid) or, after a dense chunk, straight from the
+ * elements; apply may instead compute a dense chunk's every element, the invalid ones on a
+ * valid stand-in masked to exact 0. The list is then processed with no data-dependent branch
+ * but the rare mixed cell, so neither a sparse nor a dense distribution pays for mispredicted
+ * branches. The steps exist for AVX2 and AVX-512 (simd_ops); the chunk loops are shared. */
 #ifdef APL_HAVE_AVX2_KERNELS
 #define AVX2 __attribute__((target("avx2,bmi2")))
 
@@ -434,10 +437,10 @@ AVX2 static inline __m256i pack_perm(unsigned mask)
         _mm_cvtsi64_si128((long long)_pext_u64(0x0706050403020100u, bytes)));
 }
 
-/* The list of a chunk's valid negatives from its bits: logits into xs, positions into js, then
- * xs padded with eight valid values (thr). Returns their number. */
-AVX2 static size_t list_from_bits(const float *s, size_t len, const uint32_t *bits, float thr,
-                                  float *xs, uint32_t *js)
+/* The list of a chunk's elements set in bits: logits into xs, positions into js. Returns their
+ * number. */
+AVX2 static size_t list_from_bits(const float *s, size_t len, const uint32_t *bits, float *xs,
+                                  uint32_t *js)
 {
     const __m256i eight = _mm256_set1_epi32(8);
     size_t m = 0;
@@ -462,8 +465,6 @@ AVX2 static size_t list_from_bits(const float *s, size_t len, const uint32_t *bi
             m += (size_t)__builtin_popcount(mask);
         }
     }
-    for (size_t i = m; i < m + 8; i++)
-        xs[i] = thr;
     return m;
 }
 
@@ -592,203 +593,73 @@ AVX2 static inline __m128 g4(const apl_sorted_plan *p, __m256d x, __m128i k)
     return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok))));
 }
 
-/* Adds the hot segment's vector sums into histogram h (a private one) and clears them. */
-AVX2 static void hot_flush(int64_t *h, uint32_t kh, __m256i *hc, __m256i *hlo, __m256i *hhi)
-{
-    if (kh == UINT32_MAX)
-        return;
-    int64_t v[3][4];
-    _mm256_storeu_si256((__m256i *)v[0], *hc);
-    _mm256_storeu_si256((__m256i *)v[1], *hlo);
-    _mm256_storeu_si256((__m256i *)v[2], *hhi);
-    for (int w = 0; w < 3; w++)
-        h[APL_HIST_WORDS * kh + (size_t)w] += (v[w][0] + v[w][1]) + (v[w][2] + v[w][3]);
-    *hc = *hlo = *hhi = _mm256_setzero_si256();
-}
+/* The hot segment: a third to a half of the valid negatives may fall in one segment, and
+ * their adds would all queue on one counter. Its elements are summed in vector lanes instead
+ * (count, low and high limbs), the others ("cold") added one by one; the lanes' sums wait here
+ * between chunks. kh is re-chosen now and then as the private histogram's largest count; which
+ * segment is hot changes where elements are added, never the integer sums. */
+typedef struct {
+    uint32_t kh; /* UINT32_MAX: none yet */
+    int64_t c[8], lo[8], hi[8];
+} hot_state;
 
-AVX2 static size_t hist_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
-                                   size_t j0, size_t j1, int64_t *h, size_t words,
-                                   unsigned copies, int atomic, memo_t *memo)
+/* The offsets of a list (xs, ks; m entries, padded) into qs. With hs: the hot segment's
+ * elements summed into hs, the others' positions listed in cold (*ncold of them). */
+AVX2 static void offsets_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
+                              size_t m, uint64_t *qs, hot_state *hs, uint32_t *cold,
+                              size_t *ncold)
 {
-    const plan_block *b = block_of(p);
     const __m256d qscale = _mm256_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS));
     const __m256i limb = _mm256_set1_epi64x((int64_t)LIMB_MASK);
-    float xs[CHUNK + 8];
-    uint32_t js[CHUNK + 8], ks[CHUNK + 8], cold[CHUNK + 8], bits[CHUNK / 32];
-    uint64_t qs[CHUNK + 8];
-    size_t nv = 0;
-    /* The hot segment: early in training a third to a half of the valid negatives fall in one
-     * segment, and their adds would all queue on one counter. Its elements are summed in vector
-     * registers instead (count, low and high limbs, four lanes), the others ("cold") added one by
-     * one. kh is re-chosen now and then as the private histogram's largest count; which segment
-     * is hot changes where elements are added, never the integer sums. */
-    const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
-    uint32_t kh = UINT32_MAX;
+    const __m256i khv = _mm256_set1_epi64x(hs ? (int64_t)hs->kh : -1);
     __m256i hc = _mm256_setzero_si256(), hlo = hc, hhi = hc;
-    size_t chunks = 0;
-    int sparse = 1; /* whether the previous chunk was sparse: its list comes from its bits */
-    for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
-        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        int anypos;
-        size_t m;
-        if (sparse) {
-            m = chunk_bits(s + c0, t + c0, len, p->thr, bits, &anypos);
-            if (m)
-                list_from_bits(s + c0, len, bits, p->thr, xs, js);
-        } else {
-            m = pack_valid(s + c0, t + c0, len, p->thr, xs, js, &anypos);
-        }
-        sparse = 2 * m <= len;
-        nv += m;
-        if (m == 0) {
-            if (memo)
-                memo[c0] = anypos ? MEMO_POS : 0;
-            continue;
-        }
-        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
-            hot_flush(h, kh, &hc, &hlo, &hhi);
-            int64_t best = -1;
-            for (size_t k = 0; k < p->segments; k++)
-                if (h[APL_HIST_WORDS * k] > best) {
-                    best = h[APL_HIST_WORDS * k];
-                    kh = (uint32_t)k;
-                }
-        }
-        const __m256i khv = _mm256_set1_epi64x((int64_t)kh);
-        for (size_t i = m; i < m + 8; i++) /* pad the last group with a valid value */
-            xs[i] = p->thr;
-        segs_list(b, xs, m, ks);
-        /* Segments and offsets of the whole list first, then the adds: a gather may not run
-         * ahead of older stores whose addresses are unknown, so interleaving the adds (whose
-         * addresses come from the gathers) would chain every group to the one before. */
-        for (size_t i = 0; i < m; i += 4) {
-            const __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
-            const __m256i q = offsets4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)), k, qscale);
-            _mm256_storeu_si256((__m256i *)(qs + i), q);
-            if (hot) {
-                /* lanes of the hot segment, and of the list (not the padding) */
-                __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x((int64_t)(m - i)),
-                                                _mm256_setr_epi64x(0, 1, 2, 3));
-                __m256i eq = _mm256_and_si256(in, _mm256_cmpeq_epi64(_mm256_cvtepu32_epi64(k),
-                                                                     khv));
-                hc = _mm256_sub_epi64(hc, eq);
-                hlo = _mm256_add_epi64(hlo, _mm256_and_si256(_mm256_and_si256(q, limb), eq));
-                hhi = _mm256_add_epi64(
-                    hhi, _mm256_and_si256(_mm256_srli_epi64(q, APL_HIST_LIMB_BITS), eq));
-            }
-        }
-        if (hot) {
-            /* positions of the cold elements, packed as pack_valid packs */
-            const __m256i kh8 = _mm256_set1_epi32((int32_t)kh), eight = _mm256_set1_epi32(8);
-            __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            size_t nc = 0;
-            for (size_t i = 0; i < m; i += 8) {
-                unsigned sel = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
-                                   _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(ks + i)),
-                                                      kh8))) &
-                               (m - i >= 8 ? 0xffu : (1u << (m - i)) - 1);
-                _mm256_storeu_si256((__m256i *)(cold + nc),
-                                    _mm256_permutevar8x32_epi32(idx, pack_perm(sel)));
-                nc += (size_t)__builtin_popcount(sel);
-                idx = _mm256_add_epi32(idx, eight);
-            }
-            for (size_t c = 0; c < nc; c++) {
-                const uint32_t i = cold[c];
-                hist_add(h + (c & (copies - 1)) * words, ks[i], qs[i], 0);
-            }
-        } else {
-            /* element i adds to copy i % copies: independent chains on a crowded segment */
-            for (size_t i = 0; i < m; i++)
-                hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
-        }
-        if (memo)
-            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
+    if (hs) {
+        hc = _mm256_loadu_si256((const __m256i *)hs->c);
+        hlo = _mm256_loadu_si256((const __m256i *)hs->lo);
+        hhi = _mm256_loadu_si256((const __m256i *)hs->hi);
     }
-    if (hot)
-        hot_flush(h, kh, &hc, &hlo, &hhi);
-    return nv;
+    for (size_t i = 0; i < m; i += 4) {
+        const __m128i k = _mm_loadu_si128((const __m128i *)(ks + i));
+        const __m256i q = offsets4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)), k, qscale);
+        _mm256_storeu_si256((__m256i *)(qs + i), q);
+        if (hs) {
+            /* lanes of the hot segment, and of the list (not the padding) */
+            __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x((int64_t)(m - i)),
+                                            _mm256_setr_epi64x(0, 1, 2, 3));
+            __m256i eq = _mm256_and_si256(in, _mm256_cmpeq_epi64(_mm256_cvtepu32_epi64(k), khv));
+            hc = _mm256_sub_epi64(hc, eq);
+            hlo = _mm256_add_epi64(hlo, _mm256_and_si256(_mm256_and_si256(q, limb), eq));
+            hhi = _mm256_add_epi64(hhi,
+                                   _mm256_and_si256(_mm256_srli_epi64(q, APL_HIST_LIMB_BITS), eq));
+        }
+    }
+    if (!hs)
+        return;
+    _mm256_storeu_si256((__m256i *)hs->c, hc);
+    _mm256_storeu_si256((__m256i *)hs->lo, hlo);
+    _mm256_storeu_si256((__m256i *)hs->hi, hhi);
+    /* positions of the cold elements, packed as pack_valid packs */
+    const __m256i kh8 = _mm256_set1_epi32((int32_t)hs->kh), eight = _mm256_set1_epi32(8);
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    size_t nc = 0;
+    for (size_t i = 0; i < m; i += 8) {
+        unsigned sel = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                           _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(ks + i)), kh8))) &
+                       (m - i >= 8 ? 0xffu : (1u << (m - i)) - 1);
+        _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_permutevar8x32_epi32(idx, pack_perm(sel)));
+        nc += (size_t)__builtin_popcount(sel);
+        idx = _mm256_add_epi32(idx, eight);
+    }
+    *ncold = nc;
 }
 
-/* G of a listed chunk into ob (zeroed first): m entries of xs (padded), ks (padded), js. */
-AVX2 static void apply_list_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
-                                 const uint32_t *js, size_t m, size_t len, float *ob)
+/* gs[i] = G(xs[i]) in segment ks[i], i < m (padded). */
+AVX2 static void gs_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
+                         float *gs)
 {
-    float gs[CHUNK + 8];
     for (size_t i = 0; i < m; i += 4)
         _mm_storeu_ps(gs + i, g4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)),
                                  _mm_loadu_si128((const __m128i *)(ks + i))));
-    size_t z = 0;
-    for (; z + 8 <= len; z += 8)
-        _mm256_storeu_ps(ob + z, _mm256_setzero_ps());
-    for (; z < len; z++)
-        ob[z] = 0.0f;
-    for (size_t i = 0; i < m; i++)
-        ob[js[i]] = gs[i];
-}
-
-/* stream: write the gradient with non-temporal stores (a large array: no read for ownership,
- * the gradient is not read back soon). */
-AVX2 static size_t apply_range_avx2(const apl_sorted_plan *p, const float *s, const int8_t *t,
-                                    size_t j0, size_t j1, const memo_t *memo, float *g,
-                                    int stream)
-{
-    const plan_block *b = block_of(p);
-    float xs[CHUNK + 8], gs[CHUNK + 8], ob[CHUNK];
-    uint32_t js[CHUNK + 8], ks[CHUNK + 8], bits[CHUNK / 32];
-    int32_t vs[CHUNK + 8];
-    size_t bad = (size_t)-1;
-    int density = 0; /* the previous computed chunk's: 0 sparse, 1 between, 2 dense */
-    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
-        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        const float *sc = s + c0;
-        int anypos;
-        if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
-            anypos = (memo[c0] & MEMO_POS) != 0;
-            const size_t m = memo_read(memo + c0, xs, ks, js);
-            for (size_t i = m; i < m + 8; i++)
-                xs[i] = p->thr, ks[i] = 0;
-            apply_list_avx2(p, xs, ks, js, m, len, ob);
-        } else if (density == 2) {
-            /* dense: every element is computed, the invalid ones on a valid stand-in and
-             * masked to exact 0 by vs */
-            const size_t m = fill_dense(sc, t + c0, len, p->thr, xs, vs, &anypos);
-            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = len; i < len + 8; i++)
-                xs[i] = p->thr;
-            segs_list(b, xs, len, ks);
-            for (size_t i = 0; i < len; i += 4)
-                _mm_storeu_ps(gs + i, g4(p, _mm256_cvtps_pd(_mm_loadu_ps(xs + i)),
-                                         _mm_loadu_si128((const __m128i *)(ks + i))));
-            size_t z = 0;
-            for (; z + 8 <= len; z += 8)
-                _mm256_storeu_ps(ob + z, _mm256_and_ps(_mm256_loadu_ps(gs + z),
-                                                       _mm256_loadu_ps((const float *)(vs + z))));
-            for (; z < len; z++)
-                ob[z] = vs[z] ? gs[z] : 0.0f;
-        } else {
-            size_t m;
-            if (density == 0) {
-                m = chunk_bits(sc, t + c0, len, p->thr, bits, &anypos);
-                if (m)
-                    list_from_bits(sc, len, bits, p->thr, xs, js);
-            } else {
-                m = pack_valid(sc, t + c0, len, p->thr, xs, js, &anypos);
-            }
-            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = m; i < m + 8; i++)
-                xs[i] = p->thr;
-            segs_list(b, xs, m, ks);
-            apply_list_avx2(p, xs, ks, js, m, len, ob);
-        }
-        if (__builtin_expect(anypos, 0)) {
-            size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
-            bad = b2 < bad ? b2 : bad;
-        }
-        chunk_store(g + c0, ob, len, stream);
-    }
-    if (stream)
-        _mm_sfence(); /* the streamed stores are ordered before the caller's next access */
-    return bad;
 }
 
 /* ---- AVX-512 kernels ----
@@ -956,173 +827,53 @@ AVX512 static inline __m256 g8(const apl_sorted_plan *p, __m512d x, __m256i k)
     return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_mul_pd(be, _mm512_sub_pd(x, Ok))));
 }
 
-AVX512 static size_t hist_range_avx512(const apl_sorted_plan *p, const float *s,
-                                       const int8_t *t, size_t j0, size_t j1, int64_t *h,
-                                       size_t words, unsigned copies, int atomic, memo_t *memo)
+/* offsets_avx2, eight at a time. */
+AVX512 static void offsets_avx512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
+                                  size_t m, uint64_t *qs, hot_state *hs, uint32_t *cold,
+                                  size_t *ncold)
 {
-    const plan_block *b = block_of(p);
     const __m512d qscale = _mm512_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS));
     const __m512i limb = _mm512_set1_epi64((int64_t)LIMB_MASK), one = _mm512_set1_epi64(1);
-    float xs[CHUNK + 16];
-    uint32_t js[CHUNK + 16], ks[CHUNK + 16], cold[CHUNK + 16], bits[CHUNK / 32];
-    uint64_t qs[CHUNK + 16];
-    size_t nv = 0;
-    /* the hot segment as in hist_range_avx2, eight lanes */
-    const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
-    uint32_t kh = UINT32_MAX;
+    const __m512i khv = _mm512_set1_epi64(hs ? (int64_t)hs->kh : -1);
     __m512i hc = _mm512_setzero_si512(), hlo = hc, hhi = hc;
-    size_t chunks = 0;
-    int sparse = 1;
-    for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
-        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        int anypos;
-        size_t m;
-        if (sparse) {
-            m = chunk_bits512(s + c0, t + c0, len, p->thr, bits, &anypos);
-            if (m)
-                list_from_bits512(s + c0, len, bits, xs, js);
-        } else {
-            m = pack_valid512(s + c0, t + c0, len, p->thr, xs, js, &anypos);
-        }
-        sparse = 2 * m <= len;
-        nv += m;
-        if (m == 0) {
-            if (memo)
-                memo[c0] = anypos ? MEMO_POS : 0;
-            continue;
-        }
-        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
-            if (kh != UINT32_MAX) {
-                int64_t *c = h + APL_HIST_WORDS * kh;
-                c[0] += _mm512_reduce_add_epi64(hc);
-                c[1] += _mm512_reduce_add_epi64(hlo);
-                c[2] += _mm512_reduce_add_epi64(hhi);
-                hc = hlo = hhi = _mm512_setzero_si512();
-            }
-            int64_t best = -1;
-            for (size_t k = 0; k < p->segments; k++)
-                if (h[APL_HIST_WORDS * k] > best) {
-                    best = h[APL_HIST_WORDS * k];
-                    kh = (uint32_t)k;
-                }
-        }
-        const __m512i khv = _mm512_set1_epi64((int64_t)kh);
-        for (size_t i = m; i < m + 16; i++)
-            xs[i] = p->thr;
-        segs_list512(b, xs, m, ks);
-        size_t nc = 0;
-        for (size_t i = 0; i < m; i += 8) {
-            const __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
-            const __m512i q = offsets8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)), k, qscale);
-            _mm512_storeu_si512(qs + i, q);
-            if (hot) {
-                const __mmask8 in = m - i >= 8 ? 0xff : (__mmask8)((1u << (m - i)) - 1);
-                const __mmask8 eq =
-                    _mm512_mask_cmpeq_epi64_mask(in, _mm512_cvtepu32_epi64(k), khv);
-                hc = _mm512_mask_add_epi64(hc, eq, hc, one);
-                hlo = _mm512_mask_add_epi64(hlo, eq, hlo, _mm512_and_si512(q, limb));
-                hhi = _mm512_mask_add_epi64(hhi, eq, hhi,
-                                            _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
-                const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)i),
-                                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                const __mmask8 sel = in & (__mmask8)~eq;
-                _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_maskz_compress_epi32(sel, idx));
-                nc += (size_t)__builtin_popcount((unsigned)sel);
-            }
-        }
-        if (hot) {
-            for (size_t c = 0; c < nc; c++) {
-                const uint32_t i = cold[c];
-                hist_add(h + (c & (copies - 1)) * words, ks[i], qs[i], 0);
-            }
-        } else {
-            for (size_t i = 0; i < m; i++)
-                hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
-        }
-        if (memo)
-            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
+    if (hs) {
+        hc = _mm512_loadu_si512(hs->c);
+        hlo = _mm512_loadu_si512(hs->lo);
+        hhi = _mm512_loadu_si512(hs->hi);
     }
-    if (hot && kh != UINT32_MAX) {
-        int64_t *c = h + APL_HIST_WORDS * kh;
-        c[0] += _mm512_reduce_add_epi64(hc);
-        c[1] += _mm512_reduce_add_epi64(hlo);
-        c[2] += _mm512_reduce_add_epi64(hhi);
+    size_t nc = 0;
+    for (size_t i = 0; i < m; i += 8) {
+        const __m256i k = _mm256_loadu_si256((const __m256i *)(ks + i));
+        const __m512i q = offsets8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)), k, qscale);
+        _mm512_storeu_si512(qs + i, q);
+        if (hs) {
+            const __mmask8 in = m - i >= 8 ? 0xff : (__mmask8)((1u << (m - i)) - 1);
+            const __mmask8 eq = _mm512_mask_cmpeq_epi64_mask(in, _mm512_cvtepu32_epi64(k), khv);
+            hc = _mm512_mask_add_epi64(hc, eq, hc, one);
+            hlo = _mm512_mask_add_epi64(hlo, eq, hlo, _mm512_and_si512(q, limb));
+            hhi = _mm512_mask_add_epi64(hhi, eq, hhi, _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
+            const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)i),
+                                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const __mmask8 sel = in & (__mmask8)~eq;
+            _mm256_storeu_si256((__m256i *)(cold + nc), _mm256_maskz_compress_epi32(sel, idx));
+            nc += (size_t)__builtin_popcount((unsigned)sel);
+        }
     }
-    return nv;
+    if (!hs)
+        return;
+    _mm512_storeu_si512(hs->c, hc);
+    _mm512_storeu_si512(hs->lo, hlo);
+    _mm512_storeu_si512(hs->hi, hhi);
+    *ncold = nc;
 }
 
-/* apply_list_avx2, eight at a time. */
-AVX512 static void apply_list512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
-                                 const uint32_t *js, size_t m, size_t len, float *ob)
+/* gs_avx2, eight at a time. */
+AVX512 static void gs_avx512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
+                             size_t m, float *gs)
 {
-    float gs[CHUNK + 16];
     for (size_t i = 0; i < m; i += 8)
         _mm256_storeu_ps(gs + i, g8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)),
                                     _mm256_loadu_si256((const __m256i *)(ks + i))));
-    memset(ob, 0, len * sizeof *ob);
-    for (size_t i = 0; i < m; i++)
-        ob[js[i]] = gs[i];
-}
-
-AVX512 static size_t apply_range_avx512(const apl_sorted_plan *p, const float *s,
-                                        const int8_t *t, size_t j0, size_t j1,
-                                        const memo_t *memo, float *g, int stream)
-{
-    const plan_block *b = block_of(p);
-    float xs[CHUNK + 16], gs[CHUNK + 16], ob[CHUNK];
-    uint32_t js[CHUNK + 16], ks[CHUNK + 16], bits[CHUNK / 32];
-    int32_t vs[CHUNK + 16];
-    size_t bad = (size_t)-1;
-    int density = 0; /* as in apply_range_avx2 */
-    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
-        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        const float *sc = s + c0;
-        int anypos;
-        if (memo && !(memo[c0] & MEMO_DENSE)) {
-            anypos = (memo[c0] & MEMO_POS) != 0;
-            const size_t m = memo_read(memo + c0, xs, ks, js);
-            for (size_t i = m; i < m + 16; i++)
-                xs[i] = p->thr, ks[i] = 0;
-            apply_list512(p, xs, ks, js, m, len, ob);
-        } else if (density == 2) {
-            const size_t m = fill_dense512(sc, t + c0, len, p->thr, xs, vs, &anypos);
-            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = len; i < len + 16; i++)
-                xs[i] = p->thr;
-            segs_list512(b, xs, len, ks);
-            for (size_t i = 0; i < len; i += 8)
-                _mm256_storeu_ps(gs + i, g8(p, _mm512_cvtps_pd(_mm256_loadu_ps(xs + i)),
-                                            _mm256_loadu_si256((const __m256i *)(ks + i))));
-            size_t z = 0;
-            for (; z + 16 <= len; z += 16)
-                _mm512_storeu_ps(ob + z, _mm512_and_ps(_mm512_loadu_ps(gs + z),
-                                                       _mm512_loadu_ps((const float *)(vs + z))));
-            for (; z < len; z++)
-                ob[z] = vs[z] ? gs[z] : 0.0f;
-        } else {
-            size_t m;
-            if (density == 0) {
-                m = chunk_bits512(sc, t + c0, len, p->thr, bits, &anypos);
-                if (m)
-                    list_from_bits512(sc, len, bits, xs, js);
-            } else {
-                m = pack_valid512(sc, t + c0, len, p->thr, xs, js, &anypos);
-            }
-            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = m; i < m + 16; i++)
-                xs[i] = p->thr, ks[i] = 0;
-            segs_list512(b, xs, m, ks);
-            apply_list512(p, xs, ks, js, m, len, ob);
-        }
-        if (__builtin_expect(anypos, 0)) {
-            size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
-            bad = b2 < bad ? b2 : bad;
-        }
-        chunk_store(g + c0, ob, len, stream);
-    }
-    if (stream)
-        _mm_sfence();
-    return bad;
 }
 
 AVX2 static void chunk_store_avx2(float *gc, const float *ob, size_t len, int stream)
@@ -1138,6 +889,170 @@ AVX2 static void chunk_store_avx2(float *gc, const float *ob, size_t len, int st
         _mm256_storeu_ps(gc + z, _mm256_loadu_ps(ob + z));
     for (; z < len; z++)
         gc[z] = ob[z];
+}
+
+/* The steps of one instruction set, a chunk or a list at a time; lists are padded with valid
+ * values (thr) to a multiple of 16 before segs, offsets and gs. */
+typedef struct {
+    size_t (*scan)(const float *s, const int8_t *t, size_t len, float thr, uint32_t *bits,
+                   int *anypos);                                            /* chunk_bits */
+    size_t (*list)(const float *s, size_t len, const uint32_t *bits, float *xs, uint32_t *js);
+    size_t (*pack)(const float *s, const int8_t *t, size_t len, float thr, float *xs,
+                   uint32_t *js, int *anypos);                              /* pack_valid */
+    size_t (*fill)(const float *s, const int8_t *t, size_t len, float thr, float *xs,
+                   int32_t *vs, int *anypos);                               /* fill_dense */
+    void (*segs)(const plan_block *b, const float *xs, size_t m, uint32_t *ks);
+    void (*offsets)(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
+                    uint64_t *qs, hot_state *hs, uint32_t *cold, size_t *ncold);
+    void (*gs)(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
+               float *gs);
+} simd_ops;
+
+static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_dense,
+                                  segs_list, offsets_avx2, gs_avx2};
+static const simd_ops ops_avx512 = {chunk_bits512, list_from_bits512, pack_valid512,
+                                    fill_dense512, segs_list512, offsets_avx512, gs_avx512};
+
+enum { PAD = 16 };
+
+/* Adds the hot segment's lane sums into histogram h (a private one) and clears them. */
+static void hot_flush(int64_t *h, hot_state *hs)
+{
+    if (hs->kh == UINT32_MAX)
+        return;
+    int64_t *c = h + APL_HIST_WORDS * hs->kh;
+    for (int l = 0; l < 8; l++) {
+        c[0] += hs->c[l], c[1] += hs->lo[l], c[2] += hs->hi[l];
+        hs->c[l] = hs->lo[l] = hs->hi[l] = 0;
+    }
+}
+
+static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, const float *s,
+                             const int8_t *t, size_t j0, size_t j1, int64_t *h, size_t words,
+                             unsigned copies, int atomic, memo_t *memo)
+{
+    const plan_block *b = block_of(p);
+    float xs[CHUNK + PAD];
+    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32];
+    uint64_t qs[CHUNK + PAD];
+    size_t nv = 0;
+    const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
+    hot_state hs = {.kh = UINT32_MAX};
+    size_t chunks = 0;
+    int sparse = 1; /* whether the previous chunk was sparse: this one's list from its bits */
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        int anypos;
+        size_t m;
+        if (sparse) {
+            m = ops->scan(s + c0, t + c0, len, p->thr, bits, &anypos);
+            if (m)
+                ops->list(s + c0, len, bits, xs, js);
+        } else {
+            m = ops->pack(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+        }
+        sparse = 2 * m <= len;
+        nv += m;
+        if (m == 0) {
+            if (memo)
+                memo[c0] = anypos ? MEMO_POS : 0;
+            continue;
+        }
+        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
+            hot_flush(h, &hs);
+            int64_t best = -1;
+            for (size_t k = 0; k < p->segments; k++)
+                if (h[APL_HIST_WORDS * k] > best) {
+                    best = h[APL_HIST_WORDS * k];
+                    hs.kh = (uint32_t)k;
+                }
+        }
+        for (size_t i = m; i < m + PAD; i++)
+            xs[i] = p->thr;
+        /* Segments and offsets of the whole list first, then the adds: a gather may not run
+         * ahead of older stores whose addresses are unknown, so interleaving the adds (whose
+         * addresses come from the gathers) would chain every group to the one before. */
+        ops->segs(b, xs, m, ks);
+        size_t nc = 0;
+        ops->offsets(p, xs, ks, m, qs, hot ? &hs : NULL, cold, &nc);
+        if (hot) {
+            for (size_t c = 0; c < nc; c++)
+                hist_add(h + (c & (copies - 1)) * words, ks[cold[c]], qs[cold[c]], 0);
+        } else {
+            /* element i adds to copy i % copies: independent chains on a crowded segment */
+            for (size_t i = 0; i < m; i++)
+                hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
+        }
+        if (memo)
+            memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
+    }
+    if (hot)
+        hot_flush(h, &hs);
+    return nv;
+}
+
+/* stream: write the gradient with non-temporal stores (a large array: no read for ownership,
+ * the gradient is not read back soon). */
+static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, const float *s,
+                              const int8_t *t, size_t j0, size_t j1, const memo_t *memo,
+                              float *g, int stream)
+{
+    const plan_block *b = block_of(p);
+    float xs[CHUNK + PAD], gs[CHUNK + PAD], ob[CHUNK];
+    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], bits[CHUNK / 32];
+    int32_t vs[CHUNK + PAD];
+    size_t bad = (size_t)-1;
+    int density = 0; /* the previous computed chunk's: 0 sparse, 1 between, 2 dense */
+    for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
+        const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        const float *sc = s + c0;
+        int anypos;
+        size_t m;
+        if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
+            anypos = (memo[c0] & MEMO_POS) != 0;
+            m = memo_read(memo + c0, xs, ks, js);
+            for (size_t i = m; i < m + PAD; i++)
+                xs[i] = p->thr, ks[i] = 0;
+        } else if (density == 2) {
+            /* dense: every element is computed, the invalid ones on a valid stand-in and
+             * masked to exact 0 by vs */
+            m = ops->fill(sc, t + c0, len, p->thr, xs, vs, &anypos);
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = len; i < len + PAD; i++)
+                xs[i] = p->thr;
+            ops->segs(b, xs, len, ks);
+            ops->gs(p, xs, ks, len, gs);
+            for (size_t z = 0; z < len; z++)
+                ob[z] = vs[z] ? gs[z] : 0.0f;
+            m = SIZE_MAX; /* ob is complete */
+        } else {
+            if (density == 0) {
+                m = ops->scan(sc, t + c0, len, p->thr, bits, &anypos);
+                if (m)
+                    ops->list(sc, len, bits, xs, js);
+            } else {
+                m = ops->pack(sc, t + c0, len, p->thr, xs, js, &anypos);
+            }
+            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
+            for (size_t i = m; i < m + PAD; i++)
+                xs[i] = p->thr;
+            ops->segs(b, xs, m, ks);
+        }
+        if (m != SIZE_MAX) { /* a list: G at its positions, 0 elsewhere */
+            ops->gs(p, xs, ks, m, gs);
+            memset(ob, 0, len * sizeof *ob);
+            for (size_t i = 0; i < m; i++)
+                ob[js[i]] = gs[i];
+        }
+        if (__builtin_expect(anypos, 0)) {
+            size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
+            bad = b2 < bad ? b2 : bad;
+        }
+        chunk_store(g + c0, ob, len, stream);
+    }
+    if (stream)
+        _mm_sfence(); /* the streamed stores are ordered before the caller's next access */
+    return bad;
 }
 #endif
 
@@ -1176,9 +1091,9 @@ static size_t hist_range(const apl_sorted_plan *p, int simd, const float *s, con
 {
 #ifdef APL_HAVE_AVX2_KERNELS
     if (simd == 2)
-        return hist_range_avx512(p, s, t, j0, j1, h, words, copies, atomic, memo);
+        return hist_range_vec(p, &ops_avx512, s, t, j0, j1, h, words, copies, atomic, memo);
     if (simd == 1)
-        return hist_range_avx2(p, s, t, j0, j1, h, words, copies, atomic, memo);
+        return hist_range_vec(p, &ops_avx2, s, t, j0, j1, h, words, copies, atomic, memo);
 #endif
     (void)simd;
     return hist_range_scalar(p, s, t, j0, j1, h, words, copies, atomic, memo);
@@ -1189,9 +1104,9 @@ static size_t apply_range(const apl_sorted_plan *p, int simd, const float *s, co
 {
 #ifdef APL_HAVE_AVX2_KERNELS
     if (simd == 2)
-        return apply_range_avx512(p, s, t, j0, j1, memo, g, stream);
+        return apply_range_vec(p, &ops_avx512, s, t, j0, j1, memo, g, stream);
     if (simd == 1)
-        return apply_range_avx2(p, s, t, j0, j1, memo, g, stream);
+        return apply_range_vec(p, &ops_avx2, s, t, j0, j1, memo, g, stream);
 #endif
     (void)simd;
     return apply_range_scalar(p, s, t, j0, j1, memo, g, 0);
