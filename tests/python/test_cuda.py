@@ -63,3 +63,28 @@ def test_cuda_bad_input_and_device_mix():
         apl.ap_loss(s.cuda(), t)
     with pytest.raises(ValueError, match="runs on cpu tensors"):
         apl.ap_loss(s.cuda(), t.cuda(), variant="sorted")
+
+
+ALRP_GPU_ROWS = [v for v in (apl.variants("alrp", "cuda") or []) if v != "auto"]
+
+
+@pytest.mark.parametrize("variant", ["auto"] + ALRP_GPU_ROWS)
+def test_cuda_alrp_fixtures_and_autograd(variant):
+    """aLRP on CUDA tensors (e on the logits' device): the official code's fixtures within the
+    contract (docs/SPEC_ALRP.md), both gradients back on the GPU, autograd to logits and e."""
+    from _util import case_array, case_meta, case_names, contract_errors
+    for name in case_names("alrp"):
+        f = lambda x: case_array("alrp", name, x)  # noqa: E731
+        s, t, e = f("logits").float(), f("targets").to(torch.int8), f("eloc").float()
+        meta = case_meta("alrp", name)
+        sc, tc, ec = s.cuda(), t.cuda(), e.cuda()
+        g, ge, lc, ll = apl.alrp_loss_with_grad(sc, tc, ec, meta["delta"], variant=variant)
+        assert g.is_cuda and ge.is_cuda and lc.is_cuda and ll.is_cuda
+        rel, dl = contract_errors(g, lc, f("grad_f64").double().reshape(s.shape),
+                                  meta["loss_cls_f64"])
+        rel_e, dll = contract_errors(ge, ll, f("grad_eloc_f64").double(), meta["loss_loc_f64"])
+        assert max(rel, dl, rel_e, dll) <= 1e-6, (variant, name, rel, dl, rel_e, dll)
+        x, y = sc.clone().requires_grad_(), ec.clone().requires_grad_()
+        c, l = apl.alrp_loss(x, tc, y, meta["delta"], variant=variant)
+        (2 * c + 3 * l).backward()
+        assert torch.equal(x.grad, 2 * g) and torch.equal(y.grad, 3 * ge)
