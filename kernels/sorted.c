@@ -42,25 +42,12 @@ static void list_push(logit_list *l, float x)
     l->v[l->m++] = x;
 }
 
-/* The positives' logits in [j0, j1), appended to l: one read of the targets, eight at a time
- * (apl_any_positive64, then apl_any_positive8). */
+/* The positives' logits in [j0, j1), appended to l: one read of the targets
+ * (apl_next_positive). */
 static void positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, logit_list *l)
 {
-    size_t j = j0;
-    for (; j + 8 <= j1; j += 8) {
-        if ((j - j0) % 64 == 0 && j + 64 <= j1 && !apl_any_positive64(t + j)) {
-            j += 56;
-            continue;
-        }
-        if (!apl_any_positive8(t + j))
-            continue;
-        for (size_t q = j; q < j + 8; q++)
-            if (t[q] == 1)
-                list_push(l, s[q]);
-    }
-    for (; j < j1; j++)
-        if (t[j] == 1)
-            list_push(l, s[j]);
+    for (size_t j = apl_next_positive(t, j0, j1); j < j1; j = apl_next_positive(t, j + 1, j1))
+        list_push(l, s[j]);
 }
 
 static int by_value(const void *x, const void *y)

@@ -27,32 +27,17 @@ static int by_logit_then_index(const void *x, const void *y)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
-/* Positives in [j0, j1): counted, or written with their indices into out when out is set; 64
- * targets at a time (apl_any_positive64): this pass is aLRP's only extra O(M) work over
+/* Positives in [j0, j1): counted, or written with their indices into out when out is set; one
+ * read of the targets (apl_next_positive): this pass is aLRP's only extra O(M) work over
  * AP-Loss's. */
 static size_t positives_in(const float *s, const int8_t *t, size_t j0, size_t j1, apl_pos *out)
 {
-    size_t m = 0, j = j0;
-    for (; j + 8 <= j1; j += 8) {
-        if ((j - j0) % 64 == 0 && j + 64 <= j1 && !apl_any_positive64(t + j)) {
-            j += 56;
-            continue;
-        }
-        if (!apl_any_positive8(t + j))
-            continue;
-        for (size_t q = j; q < j + 8; q++)
-            if (t[q] == 1) {
-                if (out)
-                    out[m] = (apl_pos){s[q], q};
-                m++;
-            }
+    size_t m = 0;
+    for (size_t j = apl_next_positive(t, j0, j1); j < j1; j = apl_next_positive(t, j + 1, j1)) {
+        if (out)
+            out[m] = (apl_pos){s[j], j};
+        m++;
     }
-    for (; j < j1; j++)
-        if (t[j] == 1) {
-            if (out)
-                out[m] = (apl_pos){s[j], j};
-            m++;
-        }
     return m;
 }
 

@@ -34,6 +34,20 @@ static inline int apl_any_positive64(const int8_t *t)
     return any != 0;
 }
 
+/* The first index in [j, j1) whose target is 1, or j1: 64 targets per test, then 8, then one
+ * (the positives are 0.1% of the elements or fewer). The scans for the positives call it from
+ * each positive found. */
+static inline size_t apl_next_positive(const int8_t *t, size_t j, size_t j1)
+{
+    while (j + 64 <= j1 && !apl_any_positive64(t + j))
+        j += 64;
+    while (j + 8 <= j1 && !apl_any_positive8(t + j))
+        j += 8;
+    while (j < j1 && t[j] != 1)
+        j++;
+    return j;
+}
+
 typedef struct {
     float s;      /* logit */
     size_t index; /* position in the input */

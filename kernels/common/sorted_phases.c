@@ -368,6 +368,34 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     return bad;
 }
 
+/* The scalar end of a chunk scan, elements [j, len) (the vector loop's remainder): pack_valid's
+ * and fill_dense's, for every instruction set. Return the new count. */
+static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
+                               float *xs, uint32_t *js, size_t m, int *anypos)
+{
+    for (; j < len; j++) {
+        if (t[j] == 0 && s[j] >= thr) {
+            xs[m] = s[j];
+            js[m++] = (uint32_t)j;
+        }
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
+static inline size_t fill_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
+                               float *xs, int32_t *vs, size_t m, int *anypos)
+{
+    for (; j < len; j++) {
+        int ok = t[j] == 0 && s[j] >= thr;
+        xs[j] = ok ? s[j] : thr;
+        vs[j] = -ok;
+        m += (size_t)ok;
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
 /* ---- vector kernels ----
  * Both passes work a chunk at a time (hist_range_vec, apply_range_vec, after the AVX-512 steps):
  * the chunk's valid negatives are packed into a short list (logit and position), from a bit
@@ -487,24 +515,14 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
         __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, zero)),
                                   _mm256_cmp_ps(x, vthr, _CMP_GE_OQ));
         unsigned mask = (unsigned)_mm256_movemask_ps(ok);
-        /* one byte 0xff per selected lane, then pext picks those lanes' indices in order */
-        uint64_t bytes = _pdep_u64(mask, 0x0101010101010101u) * 0xff;
-        uint64_t picked = _pext_u64(0x0706050403020100u, bytes);
-        __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)picked));
+        const __m256i perm = pack_perm(mask);
         _mm256_storeu_ps(xs + m, _mm256_permutevar8x32_ps(x, perm));
         _mm256_storeu_si256((__m256i *)(js + m), _mm256_permutevar8x32_epi32(idx, perm));
         m += (size_t)__builtin_popcount(mask);
         idx = _mm256_add_epi32(idx, eight);
     }
     *anypos = !_mm256_testz_si256(pos, pos);
-    for (; j < len; j++) {
-        if (t[j] == 0 && s[j] >= thr) {
-            xs[m] = s[j];
-            js[m++] = (uint32_t)j;
-        }
-        *anypos |= t[j] == 1;
-    }
-    return m;
+    return pack_rest(s, t, j, len, thr, xs, js, m, anypos);
 }
 
 /* The dense alternative to pack_valid, for chunks where most elements are valid negatives:
@@ -529,14 +547,7 @@ AVX2 static size_t fill_dense(const float *s, const int8_t *t, size_t len, float
         m += (size_t)__builtin_popcount((unsigned)_mm256_movemask_ps(ok));
     }
     *anypos = !_mm256_testz_si256(pos, pos);
-    for (; j < len; j++) {
-        int ok = t[j] == 0 && s[j] >= thr;
-        xs[j] = ok ? s[j] : thr;
-        vs[j] = -ok;
-        m += (size_t)ok;
-        *anypos |= t[j] == 1;
-    }
-    return m;
+    return fill_rest(s, t, j, len, thr, xs, vs, m, anypos);
 }
 
 /* ks[i] = the segment of xs[i], i < m (xs padded to a multiple of 8 with valid values): the
@@ -693,14 +704,7 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
         idx = _mm512_add_epi32(idx, sixteen);
     }
     *anypos = pos != 0;
-    for (; j < len; j++) {
-        if (t[j] == 0 && s[j] >= thr) {
-            xs[m] = s[j];
-            js[m++] = (uint32_t)j;
-        }
-        *anypos |= t[j] == 1;
-    }
-    return m;
+    return pack_rest(s, t, j, len, thr, xs, js, m, anypos);
 }
 
 /* chunk_bits, 64 elements a step (the same bits). */
@@ -775,14 +779,7 @@ AVX512 static size_t fill_dense512(const float *s, const int8_t *t, size_t len, 
         m += (size_t)__builtin_popcount((unsigned)ok);
     }
     *anypos = pos != 0;
-    for (; j < len; j++) {
-        int ok = t[j] == 0 && s[j] >= thr;
-        xs[j] = ok ? s[j] : thr;
-        vs[j] = -ok;
-        m += (size_t)ok;
-        *anypos |= t[j] == 1;
-    }
-    return m;
+    return fill_rest(s, t, j, len, thr, xs, vs, m, anypos);
 }
 
 /* segs_list, sixteen at a time (xs padded to a multiple of 16 with valid values). */
@@ -991,6 +988,18 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
     return nv;
 }
 
+/* A listed chunk's gradient into ob: G of the m entries (xs, ks padded) at their positions js,
+ * 0 elsewhere. gs: scratch of the list's length. */
+static void list_to_chunk(const apl_sorted_plan *p, const simd_ops *ops, const float *xs,
+                          const uint32_t *ks, const uint32_t *js, size_t m, size_t len, float *gs,
+                          float *ob)
+{
+    ops->gs(p, xs, ks, m, gs);
+    memset(ob, 0, len * sizeof *ob);
+    for (size_t i = 0; i < m; i++)
+        ob[js[i]] = gs[i];
+}
+
 /* stream: write the gradient with non-temporal stores (a large array: no read for ownership,
  * the gradient is not read back soon). */
 static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, const float *s,
@@ -1007,42 +1016,38 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         const float *sc = s + c0;
         int anypos;
-        size_t m;
         if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
             anypos = (memo[c0] & MEMO_POS) != 0;
-            m = memo_read(memo + c0, xs, ks, js);
+            const size_t m = memo_read(memo + c0, xs, ks, js);
             for (size_t i = m; i < m + PAD; i++)
                 xs[i] = p->thr, ks[i] = 0;
-        } else if (density == 2) {
-            /* dense: every element is computed, the invalid ones on a valid stand-in and
-             * masked to exact 0 by vs */
-            m = ops->fill(sc, t + c0, len, p->thr, xs, vs, &anypos);
-            density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = len; i < len + PAD; i++)
-                xs[i] = p->thr;
-            ops->segs(b, xs, len, ks);
-            ops->gs(p, xs, ks, len, gs);
-            for (size_t z = 0; z < len; z++)
-                ob[z] = vs[z] ? gs[z] : 0.0f;
-            m = SIZE_MAX; /* ob is complete */
+            list_to_chunk(p, ops, xs, ks, js, m, len, gs, ob);
         } else {
-            if (density == 0) {
-                m = ops->scan(sc, t + c0, len, p->thr, bits, &anypos);
-                if (m)
-                    ops->list(sc, len, bits, xs, js);
+            size_t m;
+            if (density == 2) {
+                /* dense: every element is computed, the invalid ones on a valid stand-in and
+                 * masked to exact 0 by vs */
+                m = ops->fill(sc, t + c0, len, p->thr, xs, vs, &anypos);
+                for (size_t i = len; i < len + PAD; i++)
+                    xs[i] = p->thr;
+                ops->segs(b, xs, len, ks);
+                ops->gs(p, xs, ks, len, gs);
+                for (size_t z = 0; z < len; z++)
+                    ob[z] = vs[z] ? gs[z] : 0.0f;
             } else {
-                m = ops->pack(sc, t + c0, len, p->thr, xs, js, &anypos);
+                if (density == 0) {
+                    m = ops->scan(sc, t + c0, len, p->thr, bits, &anypos);
+                    if (m)
+                        ops->list(sc, len, bits, xs, js);
+                } else {
+                    m = ops->pack(sc, t + c0, len, p->thr, xs, js, &anypos);
+                }
+                for (size_t i = m; i < m + PAD; i++)
+                    xs[i] = p->thr;
+                ops->segs(b, xs, m, ks);
+                list_to_chunk(p, ops, xs, ks, js, m, len, gs, ob);
             }
             density = 4 * m >= 3 * len ? 2 : 2 * m <= len ? 0 : 1;
-            for (size_t i = m; i < m + PAD; i++)
-                xs[i] = p->thr;
-            ops->segs(b, xs, m, ks);
-        }
-        if (m != SIZE_MAX) { /* a list: G at its positions, 0 elsewhere */
-            ops->gs(p, xs, ks, m, gs);
-            memset(ob, 0, len * sizeof *ob);
-            for (size_t i = 0; i < m; i++)
-                ob[js[i]] = gs[i];
         }
         if (__builtin_expect(anypos, 0)) {
             size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
