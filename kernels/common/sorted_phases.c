@@ -71,6 +71,13 @@ typedef struct {
     apl_sorted_plan pub;
     apl_seg_index ix;
     cell_table ct;
+    /* S: gamma_k = alpha_k - beta_k O_k, written with alpha and beta. Apply evaluates
+     * G(x) = gamma_k + beta_k x in double: two lookups per element instead of three. The
+     * rounding of beta_k O_k is below 2^-52 |beta_k O_k| <= 2^-53 (|O_k| / delta) max G, far
+     * inside the contract even at the range's limit (|O_k| <= 2^24 delta); where no window is
+     * open alpha_k = beta_k = 0 and G is exactly 0, and past every window beta_k = 0 and G is
+     * alpha_k exactly. */
+    double *gamma;
 } plan_block;
 
 /* In float, eight lanes to a vector: any monotone formula serves, the table makes it exact. */
@@ -191,7 +198,7 @@ static inline void hist_add(int64_t *h, uint64_t k, uint64_t q, int atomic)
 
 static inline float eval_g(const apl_sorted_plan *p, double x, uint64_t k)
 {
-    return (float)(p->alpha[k] + p->beta[k] * (x - p->O[k]));
+    return (float)(block_of(p)->gamma[k] + p->beta[k] * x);
 }
 
 /* The positive gradient of a positive with logit x: the sorted positives with that logit share
@@ -228,24 +235,39 @@ static size_t positives_range(const apl_sorted_plan *p, const float *s, const in
 /* ---- the memo ----
  * Both passes work in chunks of CHUNK elements counted from the start of the call's arrays, so
  * the chunks are the same for any thread count (thread ranges are whole chunks) and histogram
- * and apply may use different counts. With a memo, histogram writes at each chunk's first entry
- * a header: the chunk's number of valid negatives (MEMO_COUNT bits), MEMO_POS when the chunk
- * holds a positive, and MEMO_DENSE when the chunk's list does not fit in it; otherwise the list
- * follows: for each valid negative in element order, its logit's bits, then
- * (segment << CHUNK_BITS) | its position in the chunk. Apply then reads a listed chunk from the
- * memo (its logits and targets only when it holds a positive) and writes the chunk's gradient
- * after reading its list, so the memo may be the gradient itself; a dense chunk it computes from
- * the logits again. A chunk's gradient is assembled in a buffer and written in one sweep. */
+ * and apply may use different counts. With a memo, histogram writes one of two forms per chunk.
+ * A chunk with few valid negatives is a list: a header at the chunk's first entry (the number
+ * of valid negatives, MEMO_COUNT bits, and MEMO_POS when the chunk holds a positive), then for
+ * each valid negative in element order its logit's bits and (segment << CHUNK_BITS) | its
+ * position in the chunk. Any other chunk is codes: entry j holds element j's segment, or
+ * MEMO_INVALID where it is not a valid negative (MEMO_CODE bits), and the first entry also
+ * carries MEMO_CODES (and MEMO_CODES_POS when the chunk holds a positive). Apply then reads a
+ * listed chunk from the memo (its logits and targets only when it holds a positive), and a coded
+ * chunk's logits but neither its targets nor its segments; it writes the chunk's gradient after
+ * reading its entries, so the memo may be the gradient itself. Where the segments do not fit
+ * (more than MEMO_MAX_SEGMENTS), a chunk that is not a list is only a header with MEMO_DENSE,
+ * and apply computes it from the logits again. A chunk's gradient is assembled in a buffer and
+ * written in one sweep. */
 enum { CHUNK_BITS = 10, CHUNK = 1 << CHUNK_BITS };
 #define MEMO_COUNT 0xffffu
 #define MEMO_POS (UINT32_C(1) << 16)
 #define MEMO_DENSE (UINT32_C(1) << 17)
 #define MEMO_MAX_SEGMENTS ((size_t)1 << (32 - CHUNK_BITS))
+#define MEMO_CODES (UINT32_C(1) << 31)
+#define MEMO_CODES_POS (UINT32_C(1) << 30)
+#define MEMO_CODE ((UINT32_C(1) << 23) - 1) /* above every segment (< MEMO_MAX_SEGMENTS) */
+#define MEMO_INVALID MEMO_CODE
 
 /* Whether the list of m valid negatives of a chunk of len elements goes into the memo. */
 static inline int memo_fits(const apl_sorted_plan *p, size_t m, size_t len)
 {
     return p->segments <= MEMO_MAX_SEGMENTS && 1 + 2 * m <= len;
+}
+
+/* Whether a chunk that is not a list is written as codes. */
+static inline int memo_codes(const apl_sorted_plan *p)
+{
+    return p->segments <= MEMO_MAX_SEGMENTS;
 }
 
 static inline uint32_t float_bits(float x)
@@ -262,20 +284,25 @@ static inline float bits_float(uint32_t u)
     return x;
 }
 
-/* Writes a chunk's header and (when it fits) its list: m entries of xs (logits), ks (segments),
- * js (positions in the chunk). */
+/* Writes a chunk's memo from its list: m entries of xs (logits), ks (segments), js (positions
+ * in the chunk). The vector kernels write codes with their own expand step instead. */
 static void memo_write(const apl_sorted_plan *p, memo_t *memo, size_t len, size_t m, int anypos,
                        const float *xs, const uint32_t *ks, const uint32_t *js)
 {
-    const uint32_t pos = anypos ? MEMO_POS : 0;
-    if (!memo_fits(p, m, len)) {
-        memo[0] = (uint32_t)m | pos | MEMO_DENSE;
-        return;
-    }
-    memo[0] = (uint32_t)m | pos;
-    for (size_t i = 0; i < m; i++) {
-        memo[1 + 2 * i] = float_bits(xs[i]);
-        memo[2 + 2 * i] = ks[i] << CHUNK_BITS | js[i];
+    if (memo_fits(p, m, len)) {
+        memo[0] = (uint32_t)m | (anypos ? MEMO_POS : 0);
+        for (size_t i = 0; i < m; i++) {
+            memo[1 + 2 * i] = float_bits(xs[i]);
+            memo[2 + 2 * i] = ks[i] << CHUNK_BITS | js[i];
+        }
+    } else if (memo_codes(p)) {
+        for (size_t j = 0; j < len; j++)
+            memo[j] = MEMO_INVALID;
+        for (size_t i = 0; i < m; i++)
+            memo[js[i]] = ks[i];
+        memo[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
+    } else {
+        memo[0] = (uint32_t)m | (anypos ? MEMO_POS : 0) | MEMO_DENSE;
     }
 }
 
@@ -339,7 +366,16 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     size_t bad = (size_t)-1;
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        if (memo && !(memo[c0] & MEMO_DENSE)) {
+        if (memo && (memo[c0] & MEMO_CODES)) {
+            for (size_t j = 0; j < len; j++) {
+                const uint32_t k = memo[c0 + j] & MEMO_CODE;
+                ob[j] = k == MEMO_INVALID ? 0.0f : eval_g(p, (double)s[c0 + j], k);
+            }
+            if (memo[c0] & MEMO_CODES_POS) {
+                size_t b2 = positives_range(p, s, t, c0, c0 + len, ob);
+                bad = b2 < bad ? b2 : bad;
+            }
+        } else if (memo && !(memo[c0] & MEMO_DENSE)) {
             const int anypos = (memo[c0] & MEMO_POS) != 0;
             const size_t m = memo_read(memo + c0, xs, ks, js);
             memset(ob, 0, len * sizeof *ob);
@@ -371,16 +407,29 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
 /* The scalar end of a chunk scan, elements [j, len) (the vector loop's remainder): pack_valid's
  * and fill_dense's, for every instruction set. Return the new count. */
 static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
-                               float *xs, uint32_t *js, size_t m, int *anypos)
+                               float *xs, uint32_t *js, uint32_t *bits, size_t m, int *anypos)
 {
+    if (j < len) /* the vector loop wrote whole bytes of bits below j */
+        bits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
+    for (size_t w = j / 32 + 1; 32 * w < len; w++)
+        bits[w] = 0;
     for (; j < len; j++) {
         if (t[j] == 0 && s[j] >= thr) {
             xs[m] = s[j];
             js[m++] = (uint32_t)j;
+            bits[j / 32] |= UINT32_C(1) << (j % 32);
         }
         *anypos |= t[j] == 1;
     }
     return m;
+}
+
+/* The scalar end of expand (below): codes for elements [j, len). */
+static inline void expand_rest(const uint32_t *bits, const uint32_t *ks, size_t j, size_t r,
+                               size_t len, uint32_t *codes)
+{
+    for (; j < len; j++)
+        codes[j] = bits[j / 32] >> (j % 32) & 1u ? ks[r++] : MEMO_INVALID;
 }
 
 static inline size_t fill_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
@@ -500,7 +549,7 @@ AVX2 static size_t list_from_bits(const float *s, size_t len, const uint32_t *bi
  * js (len <= CHUNK); returns their number. *anypos: whether the chunk holds a positive. The
  * left-packing permutation of 8 lanes comes from pext over the lane mask. */
 AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float thr,
-                              float *xs, uint32_t *js, int *anypos)
+                              float *xs, uint32_t *js, uint32_t *bits, int *anypos)
 {
     const __m256 vthr = _mm256_set1_ps(thr);
     const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
@@ -515,6 +564,7 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
         __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(tv, zero)),
                                   _mm256_cmp_ps(x, vthr, _CMP_GE_OQ));
         unsigned mask = (unsigned)_mm256_movemask_ps(ok);
+        ((uint8_t *)bits)[j / 8] = (uint8_t)mask; /* x86: bit i of bits[w] is byte 4w + i/8 */
         const __m256i perm = pack_perm(mask);
         _mm256_storeu_ps(xs + m, _mm256_permutevar8x32_ps(x, perm));
         _mm256_storeu_si256((__m256i *)(js + m), _mm256_permutevar8x32_epi32(idx, perm));
@@ -522,7 +572,34 @@ AVX2 static size_t pack_valid(const float *s, const int8_t *t, size_t len, float
         idx = _mm256_add_epi32(idx, eight);
     }
     *anypos = !_mm256_testz_si256(pos, pos);
-    return pack_rest(s, t, j, len, thr, xs, js, m, anypos);
+    return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
+}
+
+/* The inverse of pack_perm: lane i takes the rank of lane i among the set lanes of mask. */
+AVX2 static inline __m256i expand_perm(unsigned mask)
+{
+    uint64_t bytes = _pdep_u64(mask, 0x0101010101010101u) * 0xff;
+    return _mm256_cvtepu8_epi32(
+        _mm_cvtsi64_si128((long long)_pdep_u64(0x0706050403020100u, bytes)));
+}
+
+/* A coded chunk's memo (see the memo above) from its list: codes[j] = the segment of element j
+ * (ks in list order, padded) where bits has j, MEMO_INVALID elsewhere; len <= CHUNK. */
+AVX2 static void expand_codes(const uint32_t *bits, const uint32_t *ks, size_t len,
+                              uint32_t *codes)
+{
+    const __m256i inv = _mm256_set1_epi32((int32_t)MEMO_INVALID);
+    size_t r = 0, j = 0;
+    for (; j + 8 <= len; j += 8) {
+        const unsigned mask = bits[j / 32] >> (j % 32) & 0xffu;
+        const __m256i lanes = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(
+            (long long)(_pdep_u64(mask, 0x0101010101010101u) * 0xff)));
+        const __m256i k = _mm256_permutevar8x32_epi32(
+            _mm256_loadu_si256((const __m256i *)(ks + r)), expand_perm(mask));
+        _mm256_storeu_si256((__m256i *)(codes + j), _mm256_blendv_epi8(inv, k, lanes));
+        r += (size_t)__builtin_popcount(mask);
+    }
+    expand_rest(bits, ks, j, r, len, codes);
 }
 
 /* The dense alternative to pack_valid, for chunks where most elements are valid negatives:
@@ -598,10 +675,9 @@ AVX2 static inline __m256i offsets4(const apl_sorted_plan *p, __m256d x, __m128i
 /* G of four logits in segments k, as eval_g (the same operations, no FMA). */
 AVX2 static inline __m128 g4(const apl_sorted_plan *p, __m256d x, __m128i k)
 {
-    const __m256d Ok = _mm256_i32gather_pd(p->O, k, 8);
-    const __m256d a = _mm256_i32gather_pd(p->alpha, k, 8);
+    const __m256d ga = _mm256_i32gather_pd(block_of(p)->gamma, k, 8);
     const __m256d be = _mm256_i32gather_pd(p->beta, k, 8);
-    return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_mul_pd(be, _mm256_sub_pd(x, Ok))));
+    return _mm256_cvtpd_ps(_mm256_add_pd(ga, _mm256_mul_pd(be, x)));
 }
 
 /* The hot segment: a third to a half of the valid negatives may fall in one segment, and
@@ -664,6 +740,33 @@ AVX2 static void offsets_avx2(const apl_sorted_plan *p, const float *xs, const u
     *ncold = nc;
 }
 
+/* A coded chunk's gradient (see the memo above): ob[j] = G(s[j]) in segment codes[j], exactly
+ * 0 where the code is MEMO_INVALID (computed on a valid stand-in and masked). */
+AVX2 static void g_codes(const apl_sorted_plan *p, const float *s, const uint32_t *codes,
+                         size_t len, float *ob)
+{
+    const __m256i cm = _mm256_set1_epi32((int32_t)MEMO_CODE),
+                  inv = _mm256_set1_epi32((int32_t)MEMO_INVALID);
+    const __m256 thr = _mm256_set1_ps(p->thr);
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256i k = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(codes + j)), cm);
+        const __m256i bad = _mm256_cmpeq_epi32(k, inv);
+        k = _mm256_andnot_si256(bad, k);
+        const __m256 x = _mm256_blendv_ps(_mm256_loadu_ps(s + j), thr, _mm256_castsi256_ps(bad));
+        const __m128 lo = g4(p, _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+                             _mm256_castsi256_si128(k));
+        const __m128 hi = g4(p, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)),
+                             _mm256_extracti128_si256(k, 1));
+        _mm256_storeu_ps(ob + j, _mm256_andnot_ps(_mm256_castsi256_ps(bad),
+                                                  _mm256_set_m128(hi, lo)));
+    }
+    for (; j < len; j++) {
+        const uint32_t k = codes[j] & MEMO_CODE;
+        ob[j] = k == MEMO_INVALID ? 0.0f : eval_g(p, (double)s[j], k);
+    }
+}
+
 /* gs[i] = G(xs[i]) in segment ks[i], i < m (padded). */
 AVX2 static void gs_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
                          float *gs)
@@ -683,7 +786,7 @@ AVX2 static void gs_avx2(const apl_sorted_plan *p, const float *xs, const uint32
 
 /* pack_valid, sixteen at a time. */
 AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, float thr,
-                                   float *xs, uint32_t *js, int *anypos)
+                                   float *xs, uint32_t *js, uint32_t *bits, int *anypos)
 {
     const __m512 vthr = _mm512_set1_ps(thr);
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1),
@@ -700,11 +803,27 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
                              _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
         _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(ok, x));
         _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(ok, idx));
+        const uint16_t ok16 = (uint16_t)ok;
+        memcpy((uint8_t *)bits + j / 8, &ok16, sizeof ok16);
         m += (size_t)__builtin_popcount((unsigned)ok);
         idx = _mm512_add_epi32(idx, sixteen);
     }
     *anypos = pos != 0;
-    return pack_rest(s, t, j, len, thr, xs, js, m, anypos);
+    return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
+}
+
+/* expand_codes, sixteen at a time with expand. */
+AVX512 static void expand_codes512(const uint32_t *bits, const uint32_t *ks, size_t len,
+                                   uint32_t *codes)
+{
+    const __m512i inv = _mm512_set1_epi32((int32_t)MEMO_INVALID);
+    size_t r = 0, j = 0;
+    for (; j + 16 <= len; j += 16) {
+        const __mmask16 mask = (__mmask16)(bits[j / 32] >> (j % 32));
+        _mm512_storeu_si512(codes + j, _mm512_mask_expandloadu_epi32(inv, mask, ks + r));
+        r += (size_t)__builtin_popcount((unsigned)mask);
+    }
+    expand_rest(bits, ks, j, r, len, codes);
 }
 
 /* chunk_bits, 64 elements a step (the same bits). */
@@ -818,10 +937,9 @@ AVX512 static inline __m512i offsets8(const apl_sorted_plan *p, __m512d x, __m25
 
 AVX512 static inline __m256 g8(const apl_sorted_plan *p, __m512d x, __m256i k)
 {
-    const __m512d Ok = _mm512_i32gather_pd(k, p->O, 8);
-    const __m512d a = _mm512_i32gather_pd(k, p->alpha, 8);
+    const __m512d ga = _mm512_i32gather_pd(k, block_of(p)->gamma, 8);
     const __m512d be = _mm512_i32gather_pd(k, p->beta, 8);
-    return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_mul_pd(be, _mm512_sub_pd(x, Ok))));
+    return _mm512_cvtpd_ps(_mm512_add_pd(ga, _mm512_mul_pd(be, x)));
 }
 
 /* offsets_avx2, eight at a time. */
@@ -864,6 +982,31 @@ AVX512 static void offsets_avx512(const apl_sorted_plan *p, const float *xs, con
     *ncold = nc;
 }
 
+/* g_codes, sixteen at a time. */
+AVX512 static void g_codes512(const apl_sorted_plan *p, const float *s, const uint32_t *codes,
+                              size_t len, float *ob)
+{
+    const __m512i cm = _mm512_set1_epi32((int32_t)MEMO_CODE),
+                  inv = _mm512_set1_epi32((int32_t)MEMO_INVALID);
+    const __m512 thr = _mm512_set1_ps(p->thr);
+    size_t j = 0;
+    for (; j + 16 <= len; j += 16) {
+        __m512i k = _mm512_and_si512(_mm512_loadu_si512(codes + j), cm);
+        const __mmask16 ok = _mm512_cmpneq_epi32_mask(k, inv);
+        k = _mm512_maskz_mov_epi32(ok, k);
+        const __m512 x = _mm512_mask_blend_ps(ok, thr, _mm512_loadu_ps(s + j));
+        const __m256 lo = g8(p, _mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                             _mm512_castsi512_si256(k));
+        const __m256 hi = g8(p, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                    _mm512_castps_pd(x), 1))),
+                             _mm512_extracti64x4_epi64(k, 1));
+        const __m512 g = _mm512_castpd_ps(_mm512_insertf64x4(
+            _mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+        _mm512_storeu_ps(ob + j, _mm512_maskz_mov_ps(ok, g));
+    }
+    g_codes(p, s + j, codes + j, len - j, ob + j);
+}
+
 /* gs_avx2, eight at a time. */
 AVX512 static void gs_avx512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
                              size_t m, float *gs)
@@ -895,7 +1038,7 @@ typedef struct {
                    int *anypos);                                            /* chunk_bits */
     size_t (*list)(const float *s, size_t len, const uint32_t *bits, float *xs, uint32_t *js);
     size_t (*pack)(const float *s, const int8_t *t, size_t len, float thr, float *xs,
-                   uint32_t *js, int *anypos);                              /* pack_valid */
+                   uint32_t *js, uint32_t *bits, int *anypos);              /* pack_valid */
     size_t (*fill)(const float *s, const int8_t *t, size_t len, float thr, float *xs,
                    int32_t *vs, int *anypos);                               /* fill_dense */
     void (*segs)(const plan_block *b, const float *xs, size_t m, uint32_t *ks);
@@ -903,12 +1046,17 @@ typedef struct {
                     uint64_t *qs, hot_state *hs, uint32_t *cold, size_t *ncold);
     void (*gs)(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
                float *gs);
+    void (*expand)(const uint32_t *bits, const uint32_t *ks, size_t len, uint32_t *codes);
+    void (*gcodes)(const apl_sorted_plan *p, const float *s, const uint32_t *codes, size_t len,
+                   float *ob);
 } simd_ops;
 
 static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_dense,
-                                  segs_list, offsets_avx2, gs_avx2};
-static const simd_ops ops_avx512 = {chunk_bits512, list_from_bits512, pack_valid512,
-                                    fill_dense512, segs_list512, offsets_avx512, gs_avx512};
+                                  segs_list,  offsets_avx2,   gs_avx2,    expand_codes,
+                                  g_codes};
+static const simd_ops ops_avx512 = {chunk_bits512,  list_from_bits512, pack_valid512,
+                                    fill_dense512,  segs_list512,      offsets_avx512,
+                                    gs_avx512,      expand_codes512,   g_codes512};
 
 enum { PAD = 16 };
 
@@ -926,11 +1074,12 @@ static void hot_flush(int64_t *h, hot_state *hs)
 
 static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, const float *s,
                              const int8_t *t, size_t j0, size_t j1, int64_t *h, size_t words,
-                             unsigned copies, int atomic, memo_t *memo)
+                             unsigned copies, int atomic, memo_t *memo,
+                             int stream)
 {
     const plan_block *b = block_of(p);
     float xs[CHUNK + PAD];
-    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32];
+    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32], cb[CHUNK];
     uint64_t qs[CHUNK + PAD];
     size_t nv = 0;
     const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
@@ -946,7 +1095,7 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
             if (m)
                 ops->list(s + c0, len, bits, xs, js);
         } else {
-            m = ops->pack(s + c0, t + c0, len, p->thr, xs, js, &anypos);
+            m = ops->pack(s + c0, t + c0, len, p->thr, xs, js, bits, &anypos);
         }
         sparse = 2 * m <= len;
         nv += m;
@@ -980,9 +1129,18 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
             for (size_t i = 0; i < m; i++)
                 hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
         }
-        if (memo)
+        if (memo && !memo_fits(p, m, len) && memo_codes(p)) {
+            /* in a buffer, then streamed: the memo is an array as large as the gradient */
+            ops->expand(bits, ks, len, cb);
+            cb[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
+            chunk_store((float *)(void *)(memo + c0), (const float *)(const void *)cb, len,
+                        stream);
+        } else if (memo) {
             memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
+        }
     }
+    if (stream)
+        _mm_sfence();
     if (hot)
         hot_flush(h, &hs);
     return nv;
@@ -1016,7 +1174,10 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         const float *sc = s + c0;
         int anypos;
-        if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
+        if (memo && (memo[c0] & MEMO_CODES)) { /* coded by histogram */
+            anypos = (memo[c0] & MEMO_CODES_POS) != 0;
+            ops->gcodes(p, sc, memo + c0, len, ob);
+        } else if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
             anypos = (memo[c0] & MEMO_POS) != 0;
             const size_t m = memo_read(memo + c0, xs, ks, js);
             for (size_t i = m; i < m + PAD; i++)
@@ -1040,7 +1201,7 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
                     if (m)
                         ops->list(sc, len, bits, xs, js);
                 } else {
-                    m = ops->pack(sc, t + c0, len, p->thr, xs, js, &anypos);
+                    m = ops->pack(sc, t + c0, len, p->thr, xs, js, bits, &anypos);
                 }
                 for (size_t i = m; i < m + PAD; i++)
                     xs[i] = p->thr;
@@ -1092,15 +1253,17 @@ static int simd_level(const apl_sorted_plan *p)
 
 static size_t hist_range(const apl_sorted_plan *p, int simd, const float *s, const int8_t *t,
                          size_t j0, size_t j1, int64_t *h, size_t words, unsigned copies,
-                         int atomic, memo_t *memo)
+                         int atomic, memo_t *memo, int stream)
 {
 #ifdef APL_HAVE_AVX2_KERNELS
     if (simd == 2)
-        return hist_range_vec(p, &ops_avx512, s, t, j0, j1, h, words, copies, atomic, memo);
+        return hist_range_vec(p, &ops_avx512, s, t, j0, j1, h, words, copies, atomic, memo,
+                              stream);
     if (simd == 1)
-        return hist_range_vec(p, &ops_avx2, s, t, j0, j1, h, words, copies, atomic, memo);
+        return hist_range_vec(p, &ops_avx2, s, t, j0, j1, h, words, copies, atomic, memo,
+                              stream);
 #endif
-    (void)simd;
+    (void)simd, (void)stream;
     return hist_range_scalar(p, s, t, j0, j1, h, words, copies, atomic, memo);
 }
 
@@ -1166,7 +1329,7 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
                         np, (double)pos_sorted[0], (double)pos_sorted[np - 1], delta);
     const size_t S = 2 * np, cells = (size_t)apl_seg_cells(S), tcells = table_cells(S);
     /* One block: the struct, then doubles, then 64-bit, then 32-bit and float arrays. */
-    const size_t nd = (S + 1) /* O */ + np /* pos_sums */ + 2 * S /* alpha beta */ + np;
+    const size_t nd = (S + 1) /* O */ + np /* pos_sums */ + 3 * S /* alpha beta gamma */ + np;
     const size_t bytes = sizeof(plan_block) + nd * sizeof(double) + S * sizeof(uint64_t) +
                          (2 * np + 2 * cells + tcells + 1) * sizeof(uint32_t) +
                          np * sizeof(float);
@@ -1175,8 +1338,8 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
         return apl_fail(err, APL_ERR_NOMEM, "sorted plan: cannot allocate %zu bytes for %zu "
                         "positives", bytes, np);
     double *O = (double *)(b + 1), *pos_sums = O + S + 1, *alpha = pos_sums + np,
-           *beta = alpha + S, *pos_grad = beta + S;
-    uint64_t *E = (uint64_t *)(pos_grad + np);
+           *beta = alpha + S, *pos_grad = beta + S, *gamma = pos_grad + np;
+    uint64_t *E = (uint64_t *)(gamma + S);
     uint32_t *lo = (uint32_t *)(E + S), *hi = lo + np, *clo = hi + np, *chi = clo + cells;
     int32_t *ctab = (int32_t *)(chi + cells);
     float *pos = (float *)(ctab + tcells + 1);
@@ -1216,6 +1379,7 @@ apl_status apl_sorted_plan_create(const float *pos_sorted, size_t np, double del
     p->beta = beta;
     p->pos_grad = pos_grad;
     p->index = &b->ix;
+    b->gamma = gamma;
 
     /* The positives' own window sums, with the same histogram and sums as the negatives'. */
     int64_t *hp = calloc(APL_HIST_WORDS * S, sizeof *hp);
@@ -1263,7 +1427,7 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
 {
     if (!p || !hist || (n && (!logits || !targets)))
         return apl_fail(err, APL_ERR_ARG, "sorted histogram: null argument");
-    const int T = threads_for(threads, n), simd = simd_level(p);
+    const int T = threads_for(threads, n), simd = simd_level(p), stream = n >= STREAM_MIN;
     const size_t words = apl_sorted_hist_len(p);
     const int atomic = T > 1 && p->segments > PRIVATE_MAX_SEGMENTS;
     const unsigned copies = !atomic && p->segments <= COPIES_MAX_SEGMENTS ? COPIES : 1;
@@ -1280,7 +1444,8 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
     size_t nv = 0;
     memo_t *mm = (memo_t *)memo;
     if (T == 1) {
-        nv = hist_range(p, simd, logits, targets, 0, n, priv ? priv : hist, words, copies, 0, mm);
+        nv = hist_range(p, simd, logits, targets, 0, n, priv ? priv : hist, words, copies, 0, mm,
+                        stream);
     } else {
 #pragma omp parallel num_threads(T) reduction(+ : nv)
         {
@@ -1292,7 +1457,8 @@ apl_status apl_sorted_histogram(const apl_sorted_plan *p, const float *logits,
             size_t j0, j1;
             thread_range(n, team, i, &j0, &j1);
             nv += hist_range(p, simd, logits, targets, j0, j1,
-                             atomic ? hist : priv + (size_t)i * per, words, copies, atomic, mm);
+                             atomic ? hist : priv + (size_t)i * per, words, copies, atomic, mm,
+                             stream);
         }
     }
     if (priv) /* integer sums: the order of the partial histograms does not matter */
@@ -1399,6 +1565,7 @@ apl_status apl_sorted_coefficients(apl_sorted_plan *p, const double *w, apl_erro
         double Fd = (double)F * inv_scale, Wd = (double)W * inv_scale;
         p->alpha[k] = (Fd + i128_to_double(A) * inv_scale_pos) * inv_np;
         p->beta[k] = Wd * inv2d * inv_np;
+        block_of(p)->gamma[k] = p->alpha[k] - p->beta[k] * p->O[k];
     }
     return APL_OK;
 }
