@@ -424,6 +424,36 @@ static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t
     return m;
 }
 
+/* The scalar end of pack_hot512, elements [j, len): the hot segment's logits into hx (their
+ * bits in hbits), the other valid negatives as pack_rest. Returns the new count of the others;
+ * *nh counts the hot ones. */
+static inline size_t pack_hot_rest(const float *s, const int8_t *t, size_t j, size_t len,
+                                   float thr, float flo, float fhi, float *xs, uint32_t *js,
+                                   uint32_t *bits, float *hx, uint32_t *hbits, size_t *nh,
+                                   size_t m, int *anypos)
+{
+    if (j < len) {
+        bits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
+        hbits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
+    }
+    for (size_t w = j / 32 + 1; 32 * w < len; w++)
+        bits[w] = hbits[w] = 0;
+    for (; j < len; j++) {
+        if (t[j] == 0 && s[j] >= thr) {
+            if (s[j] >= flo && s[j] < fhi) {
+                hx[(*nh)++] = s[j];
+                hbits[j / 32] |= UINT32_C(1) << (j % 32);
+            } else {
+                xs[m] = s[j];
+                js[m++] = (uint32_t)j;
+                bits[j / 32] |= UINT32_C(1) << (j % 32);
+            }
+        }
+        *anypos |= t[j] == 1;
+    }
+    return m;
+}
+
 /* The scalar end of expand (below): codes for elements [j, len). */
 static inline void expand_rest(const uint32_t *bits, const uint32_t *ks, size_t j, size_t r,
                                size_t len, uint32_t *codes)
@@ -688,6 +718,14 @@ AVX2 static inline __m128 g4(const apl_sorted_plan *p, __m256d x, __m128i k)
 typedef struct {
     uint32_t kh; /* UINT32_MAX: none yet */
     int64_t c[8], lo[8], hi[8];
+    /* For the AVX-512 dense pass (pack_hot512): the floats of segment kh are exactly
+     * [flo, fhi) (the first floats at or above O_kh and O_kh+1), and its elements are summed
+     * straight from the scan with O_kh broadcast, no table or gather. split: whether that
+     * applies (a segment kh away from the subnormal floats, which a thread that flushes them
+     * may read as 0: those take the table, as before). */
+    int split;
+    float flo, fhi;
+    double Okh;
 } hot_state;
 
 /* The offsets of a list (xs, ks; m entries, padded) into qs. With hs: the hot segment's
@@ -810,6 +848,93 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
     }
     *anypos = pos != 0;
     return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
+}
+
+/* pack_valid512 for a dense chunk with a split hot segment (hs->split): the valid negatives of
+ * segment hs->kh go to hx (their bits in hbits, *nh of them), the others to xs and js (bits)
+ * as pack_valid packs them. Returns the number of the others. */
+AVX512 static size_t pack_hot512(const float *s, const int8_t *t, size_t len, float thr,
+                                 const hot_state *hs, float *xs, uint32_t *js, uint32_t *bits,
+                                 float *hx, uint32_t *hbits, size_t *nh, int *anypos)
+{
+    const __m512 vthr = _mm512_set1_ps(thr), vlo = _mm512_set1_ps(hs->flo),
+                 vhi = _mm512_set1_ps(hs->fhi);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1),
+                  sixteen = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __mmask16 pos = 0;
+    size_t m = 0, nhot = 0, j = 0;
+    for (; j + 16 <= len; j += 16) {
+        prefetch_ahead(s, t, j);
+        const __m512i tv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(t + j)));
+        const __m512 x = _mm512_loadu_ps(s + j);
+        pos |= _mm512_cmpeq_epi32_mask(tv, one);
+        const __mmask16 ok = _mm512_cmpeq_epi32_mask(tv, zero) &
+                             _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
+        const __mmask16 hm = _mm512_mask_cmp_ps_mask(ok, x, vlo, _CMP_GE_OQ) &
+                             _mm512_cmp_ps_mask(x, vhi, _CMP_LT_OQ);
+        const __mmask16 cm = ok & (__mmask16)~hm;
+        _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(cm, x));
+        _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(cm, idx));
+        _mm512_storeu_ps(hx + nhot, _mm512_maskz_compress_ps(hm, x));
+        const uint16_t c16 = (uint16_t)cm, h16 = (uint16_t)hm;
+        memcpy((uint8_t *)bits + j / 8, &c16, sizeof c16);
+        memcpy((uint8_t *)hbits + j / 8, &h16, sizeof h16);
+        m += (size_t)__builtin_popcount((unsigned)cm);
+        nhot += (size_t)__builtin_popcount((unsigned)hm);
+        idx = _mm512_add_epi32(idx, sixteen);
+    }
+    *anypos = pos != 0;
+    *nh = nhot;
+    return pack_hot_rest(s, t, j, len, thr, hs->flo, hs->fhi, xs, js, bits, hx, hbits, nh, m,
+                         anypos);
+}
+
+/* Adds the n logits hx (all in segment hs->kh; padded to a multiple of 8) to the hot lanes:
+ * offsets8's operations with O_kh broadcast. */
+AVX512 static void hot_sum512(const apl_sorted_plan *p, const float *hx, size_t n,
+                              hot_state *hs)
+{
+    const __m512d qscale = _mm512_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS)),
+                  Ok = _mm512_set1_pd(hs->Okh);
+    const __m512i limb = _mm512_set1_epi64((int64_t)LIMB_MASK), one = _mm512_set1_epi64(1);
+    __m512i hc = _mm512_loadu_si512(hs->c), hlo = _mm512_loadu_si512(hs->lo),
+            hhi = _mm512_loadu_si512(hs->hi);
+    for (size_t i = 0; i < n; i += 8) {
+        const __mmask8 in = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1);
+        __m512d r = _mm512_roundscale_pd(
+            _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(hx + i)), Ok), qscale),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r = _mm512_min_pd(_mm512_max_pd(r, _mm512_setzero_pd()), _mm512_set1_pd(QMAX));
+        const __m512i q = _mm512_and_si512(
+            _mm512_castpd_si512(_mm512_add_pd(r, _mm512_set1_pd(0x1p52))),
+            _mm512_set1_epi64((int64_t)((UINT64_C(1) << 52) - 1)));
+        hc = _mm512_mask_add_epi64(hc, in, hc, one);
+        hlo = _mm512_mask_add_epi64(hlo, in, hlo, _mm512_and_si512(q, limb));
+        hhi = _mm512_mask_add_epi64(hhi, in, hhi, _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
+    }
+    _mm512_storeu_si512(hs->c, hc);
+    _mm512_storeu_si512(hs->lo, hlo);
+    _mm512_storeu_si512(hs->hi, hhi);
+}
+
+/* expand_codes512 for a split chunk: elements in hbits take kh. */
+AVX512 static void expand_hot512(const uint32_t *bits, const uint32_t *hbits, uint32_t kh,
+                                 const uint32_t *ks, size_t len, uint32_t *codes)
+{
+    const __m512i inv = _mm512_set1_epi32((int32_t)MEMO_INVALID), vkh = _mm512_set1_epi32((int)kh);
+    size_t r = 0, j = 0;
+    for (; j + 16 <= len; j += 16) {
+        const __mmask16 mask = (__mmask16)(bits[j / 32] >> (j % 32)),
+                        hm = (__mmask16)(hbits[j / 32] >> (j % 32));
+        _mm512_storeu_si512(codes + j, _mm512_mask_expandloadu_epi32(
+                                           _mm512_mask_blend_epi32(hm, inv, vkh), mask, ks + r));
+        r += (size_t)__builtin_popcount((unsigned)mask);
+    }
+    for (; j < len; j++)
+        codes[j] = hbits[j / 32] >> (j % 32) & 1u ? kh
+                   : bits[j / 32] >> (j % 32) & 1u ? ks[r++]
+                                                   : MEMO_INVALID;
 }
 
 /* expand_codes, sixteen at a time with expand. */
@@ -1049,16 +1174,46 @@ typedef struct {
     void (*expand)(const uint32_t *bits, const uint32_t *ks, size_t len, uint32_t *codes);
     void (*gcodes)(const apl_sorted_plan *p, const float *s, const uint32_t *codes, size_t len,
                    float *ob);
+    /* The split hot segment (AVX-512 only; NULL: not split). */
+    size_t (*pack_hot)(const float *s, const int8_t *t, size_t len, float thr,
+                       const hot_state *hs, float *xs, uint32_t *js, uint32_t *bits, float *hx,
+                       uint32_t *hbits, size_t *nh, int *anypos);
+    void (*hot_sum)(const apl_sorted_plan *p, const float *hx, size_t n, hot_state *hs);
+    void (*expand_hot)(const uint32_t *bits, const uint32_t *hbits, uint32_t kh,
+                       const uint32_t *ks, size_t len, uint32_t *codes);
 } simd_ops;
 
 static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_dense,
                                   segs_list,  offsets_avx2,   gs_avx2,    expand_codes,
-                                  g_codes};
+                                  g_codes,    NULL,           NULL,       NULL};
 static const simd_ops ops_avx512 = {chunk_bits512,  list_from_bits512, pack_valid512,
                                     fill_dense512,  segs_list512,      offsets_avx512,
-                                    gs_avx512,      expand_codes512,   g_codes512};
+                                    gs_avx512,      expand_codes512,   g_codes512,
+                                    pack_hot512,    hot_sum512,        expand_hot512};
 
 enum { PAD = 16 };
+
+/* The first float at or above v (v finite, or +inf). */
+static float float_at_or_above(double v)
+{
+    float f = (float)v;
+    return (double)f < v ? nextafterf(f, INFINITY) : f;
+}
+
+/* Chooses the hot segment: the largest count in h (a private histogram), and its bounds. */
+static void hot_choose(const apl_sorted_plan *p, const int64_t *h, hot_state *hs)
+{
+    int64_t best = -1;
+    for (size_t k = 0; k < p->segments; k++)
+        if (h[APL_HIST_WORDS * k] > best) {
+            best = h[APL_HIST_WORDS * k];
+            hs->kh = (uint32_t)k;
+        }
+    hs->Okh = p->O[hs->kh];
+    hs->flo = float_at_or_above(p->O[hs->kh]);
+    hs->fhi = float_at_or_above(p->O[hs->kh + 1]); /* O[S] = +inf */
+    hs->split = hs->flo >= 2.0f * FLT_MIN || hs->fhi <= -2.0f * FLT_MIN;
+}
 
 /* Adds the hot segment's lane sums into histogram h (a private one) and clears them. */
 static void hot_flush(int64_t *h, hot_state *hs)
@@ -1074,12 +1229,12 @@ static void hot_flush(int64_t *h, hot_state *hs)
 
 static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, const float *s,
                              const int8_t *t, size_t j0, size_t j1, int64_t *h, size_t words,
-                             unsigned copies, int atomic, memo_t *memo,
-                             int stream)
+                             unsigned copies, int atomic, memo_t *memo, int stream)
 {
     const plan_block *b = block_of(p);
-    float xs[CHUNK + PAD];
-    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32], cb[CHUNK];
+    float xs[CHUNK + PAD], hx[CHUNK + PAD];
+    uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32],
+        hbits[CHUNK / 32], cb[CHUNK];
     uint64_t qs[CHUNK + PAD];
     size_t nv = 0;
     const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
@@ -1088,30 +1243,37 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
     int sparse = 1; /* whether the previous chunk was sparse: this one's list from its bits */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
+            hot_flush(h, &hs);
+            hot_choose(p, h, &hs);
+        }
+        /* A dense chunk whose hot segment is split: its elements are summed from hx, without
+         * a table lookup or a gather; the chunk's memo is then codes, whatever its count. */
+        const int split = !sparse && hs.kh != UINT32_MAX && hs.split && ops->pack_hot &&
+                          (!memo || memo_codes(p));
         int anypos;
-        size_t m;
+        size_t m, nh = 0;
         if (sparse) {
             m = ops->scan(s + c0, t + c0, len, p->thr, bits, &anypos);
             if (m)
                 ops->list(s + c0, len, bits, xs, js);
+        } else if (split) {
+            m = ops->pack_hot(s + c0, t + c0, len, p->thr, &hs, xs, js, bits, hx, hbits, &nh,
+                              &anypos);
         } else {
             m = ops->pack(s + c0, t + c0, len, p->thr, xs, js, bits, &anypos);
         }
-        sparse = 2 * m <= len;
-        nv += m;
-        if (m == 0) {
+        sparse = 2 * (m + nh) <= len;
+        nv += m + nh;
+        if (m + nh == 0) {
             if (memo)
                 memo[c0] = anypos ? MEMO_POS : 0;
             continue;
         }
-        if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
-            hot_flush(h, &hs);
-            int64_t best = -1;
-            for (size_t k = 0; k < p->segments; k++)
-                if (h[APL_HIST_WORDS * k] > best) {
-                    best = h[APL_HIST_WORDS * k];
-                    hs.kh = (uint32_t)k;
-                }
+        if (nh) {
+            for (size_t i = nh; i < nh + PAD; i++)
+                hx[i] = hs.flo;
+            ops->hot_sum(p, hx, nh, &hs);
         }
         for (size_t i = m; i < m + PAD; i++)
             xs[i] = p->thr;
@@ -1129,9 +1291,12 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
             for (size_t i = 0; i < m; i++)
                 hist_add(h + (i & (copies - 1)) * words, ks[i], qs[i], atomic);
         }
-        if (memo && !memo_fits(p, m, len) && memo_codes(p)) {
+        if (memo && (split || (!memo_fits(p, m, len) && memo_codes(p)))) {
             /* in a buffer, then streamed: the memo is an array as large as the gradient */
-            ops->expand(bits, ks, len, cb);
+            if (split)
+                ops->expand_hot(bits, hbits, hs.kh, ks, len, cb);
+            else
+                ops->expand(bits, ks, len, cb);
             cb[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
             chunk_store((float *)(void *)(memo + c0), (const float *)(const void *)cb, len,
                         stream);
