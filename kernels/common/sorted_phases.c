@@ -424,36 +424,6 @@ static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t
     return m;
 }
 
-/* The scalar end of pack_hot512, elements [j, len): the hot segment's logits into hx (their
- * bits in hbits), the other valid negatives as pack_rest. Returns the new count of the others;
- * *nh counts the hot ones. */
-static inline size_t pack_hot_rest(const float *s, const int8_t *t, size_t j, size_t len,
-                                   float thr, float flo, float fhi, float *xs, uint32_t *js,
-                                   uint32_t *bits, float *hx, uint32_t *hbits, size_t *nh,
-                                   size_t m, int *anypos)
-{
-    if (j < len) {
-        bits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
-        hbits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
-    }
-    for (size_t w = j / 32 + 1; 32 * w < len; w++)
-        bits[w] = hbits[w] = 0;
-    for (; j < len; j++) {
-        if (t[j] == 0 && s[j] >= thr) {
-            if (s[j] >= flo && s[j] < fhi) {
-                hx[(*nh)++] = s[j];
-                hbits[j / 32] |= UINT32_C(1) << (j % 32);
-            } else {
-                xs[m] = s[j];
-                js[m++] = (uint32_t)j;
-                bits[j / 32] |= UINT32_C(1) << (j % 32);
-            }
-        }
-        *anypos |= t[j] == 1;
-    }
-    return m;
-}
-
 /* The scalar end of expand (below): codes for elements [j, len). */
 static inline void expand_rest(const uint32_t *bits, const uint32_t *ks, size_t j, size_t r,
                                size_t len, uint32_t *codes)
@@ -718,15 +688,23 @@ AVX2 static inline __m128 g4(const apl_sorted_plan *p, __m256d x, __m128i k)
 typedef struct {
     uint32_t kh; /* UINT32_MAX: none yet */
     int64_t c[8], lo[8], hi[8];
-    /* For the AVX-512 dense pass (pack_hot512): the floats of segment kh are exactly
-     * [flo, fhi) (the first floats at or above O_kh and O_kh+1), and its elements are summed
-     * straight from the scan with O_kh broadcast, no table or gather. split: whether that
-     * applies (a segment kh away from the subnormal floats, which a thread that flushes them
-     * may read as 0: those take the table, as before). */
-    int split;
-    float flo, fhi;
-    double Okh;
 } hot_state;
+
+/* The split segments, for the AVX-512 dense pass (pack_split512): the SPLIT segments with the
+ * most elements so far. The floats of segment k are exactly [flo, fhi), the first floats at or
+ * above O_k and O_k+1, so two float compares in the scan find its elements; they go to a list
+ * of their own and are summed with O_k broadcast (split_sum512), with no table lookup, no
+ * gather and no scalar add. A segment near the subnormal floats (which a thread that flushes
+ * them may read as 0) is not split: its elements take the table as before. Unused entries have
+ * an empty range. */
+#define SPLIT 3
+typedef struct {
+    uint32_t k[SPLIT];
+    float flo[SPLIT], fhi[SPLIT];
+    double O[SPLIT];
+    int any;
+    int64_t c[SPLIT][8], lo[SPLIT][8], hi[SPLIT][8];
+} split_state;
 
 /* The offsets of a list (xs, ks; m entries, padded) into qs. With hs: the hot segment's
  * elements summed into hs, the others' positions listed in cold (*ncold of them). */
@@ -850,56 +828,102 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
     return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
 }
 
-/* pack_valid512 for a dense chunk with a split hot segment (hs->split): the valid negatives of
- * segment hs->kh go to hx (their bits in hbits, *nh of them), the others to xs and js (bits)
- * as pack_valid packs them. Returns the number of the others. */
-AVX512 static size_t pack_hot512(const float *s, const int8_t *t, size_t len, float thr,
-                                 const hot_state *hs, float *xs, uint32_t *js, uint32_t *bits,
-                                 float *hx, uint32_t *hbits, size_t *nh, int *anypos)
+/* The scalar end of pack_split512, elements [j, len): the split segments' logits into hx[h]
+ * (their bits in hbits[h], nh[h] of them), the other valid negatives as pack_rest. Returns the
+ * new count of the others. */
+AVX512 static inline size_t pack_split_rest(const float *s, const int8_t *t, size_t j, size_t len,
+                                     float thr, const float *flo, const float *fhi, float *xs,
+                                     uint32_t *js, uint32_t *bits, float (*hx)[CHUNK + 16],
+                                     uint32_t (*hbits)[CHUNK / 32], size_t *nh, size_t m,
+                                     int *anypos)
 {
-    const __m512 vthr = _mm512_set1_ps(thr), vlo = _mm512_set1_ps(hs->flo),
-                 vhi = _mm512_set1_ps(hs->fhi);
+    if (j < len) {
+        bits[j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
+        for (int h = 0; h < SPLIT; h++)
+            hbits[h][j / 32] &= (UINT32_C(1) << (j % 32)) - 1;
+    }
+    for (size_t w = j / 32 + 1; 32 * w < len; w++) {
+        bits[w] = 0;
+        for (int h = 0; h < SPLIT; h++)
+            hbits[h][w] = 0;
+    }
+    for (; j < len; j++) {
+        *anypos |= t[j] == 1;
+        if (t[j] != 0 || !(s[j] >= thr))
+            continue;
+        int h = 0;
+        while (h < SPLIT && !(s[j] >= flo[h] && s[j] < fhi[h]))
+            h++;
+        if (h < SPLIT) {
+            hx[h][nh[h]++] = s[j];
+            hbits[h][j / 32] |= UINT32_C(1) << (j % 32);
+        } else {
+            xs[m] = s[j];
+            js[m++] = (uint32_t)j;
+            bits[j / 32] |= UINT32_C(1) << (j % 32);
+        }
+    }
+    return m;
+}
+
+/* pack_valid512 for a dense chunk with split segments: the valid negatives of split segment h
+ * go to hx[h] (their bits in hbits[h], nh[h] of them), the others to xs and js (bits) as
+ * pack_valid packs them. Returns the number of the others. */
+AVX512 static size_t pack_split512(const float *s, const int8_t *t, size_t len, float thr,
+                                   const split_state *ss, float *xs, uint32_t *js,
+                                   uint32_t *bits, float (*hx)[CHUNK + 16],
+                                   uint32_t (*hbits)[CHUNK / 32], size_t *nh, int *anypos)
+{
+    const __m512 vthr = _mm512_set1_ps(thr);
+    __m512 vlo[SPLIT], vhi[SPLIT];
+    for (int h = 0; h < SPLIT; h++) {
+        vlo[h] = _mm512_set1_ps(ss->flo[h]);
+        vhi[h] = _mm512_set1_ps(ss->fhi[h]);
+        nh[h] = 0;
+    }
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1),
                   sixteen = _mm512_set1_epi32(16);
     __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __mmask16 pos = 0;
-    size_t m = 0, nhot = 0, j = 0;
+    size_t m = 0, j = 0;
     for (; j + 16 <= len; j += 16) {
         prefetch_ahead(s, t, j);
         const __m512i tv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(t + j)));
         const __m512 x = _mm512_loadu_ps(s + j);
         pos |= _mm512_cmpeq_epi32_mask(tv, one);
-        const __mmask16 ok = _mm512_cmpeq_epi32_mask(tv, zero) &
-                             _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
-        const __mmask16 hm = _mm512_mask_cmp_ps_mask(ok, x, vlo, _CMP_GE_OQ) &
-                             _mm512_cmp_ps_mask(x, vhi, _CMP_LT_OQ);
-        const __mmask16 cm = ok & (__mmask16)~hm;
+        __mmask16 cm = _mm512_cmpeq_epi32_mask(tv, zero) &
+                       _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
+        for (int h = 0; h < SPLIT; h++) {
+            const __mmask16 hm = _mm512_mask_cmp_ps_mask(cm, x, vlo[h], _CMP_GE_OQ) &
+                                 _mm512_cmp_ps_mask(x, vhi[h], _CMP_LT_OQ);
+            _mm512_storeu_ps(hx[h] + nh[h], _mm512_maskz_compress_ps(hm, x));
+            const uint16_t h16 = (uint16_t)hm;
+            memcpy((uint8_t *)hbits[h] + j / 8, &h16, sizeof h16);
+            nh[h] += (size_t)__builtin_popcount((unsigned)hm);
+            cm &= (__mmask16)~hm;
+        }
         _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(cm, x));
         _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(cm, idx));
-        _mm512_storeu_ps(hx + nhot, _mm512_maskz_compress_ps(hm, x));
-        const uint16_t c16 = (uint16_t)cm, h16 = (uint16_t)hm;
+        const uint16_t c16 = (uint16_t)cm;
         memcpy((uint8_t *)bits + j / 8, &c16, sizeof c16);
-        memcpy((uint8_t *)hbits + j / 8, &h16, sizeof h16);
         m += (size_t)__builtin_popcount((unsigned)cm);
-        nhot += (size_t)__builtin_popcount((unsigned)hm);
         idx = _mm512_add_epi32(idx, sixteen);
     }
     *anypos = pos != 0;
-    *nh = nhot;
-    return pack_hot_rest(s, t, j, len, thr, hs->flo, hs->fhi, xs, js, bits, hx, hbits, nh, m,
-                         anypos);
+    return pack_split_rest(s, t, j, len, thr, ss->flo, ss->fhi, xs, js, bits, hx, hbits, nh, m,
+                           anypos);
 }
 
-/* Adds the n logits hx (all in segment hs->kh; padded to a multiple of 8) to the hot lanes:
- * offsets8's operations with O_kh broadcast. */
-AVX512 static void hot_sum512(const apl_sorted_plan *p, const float *hx, size_t n,
-                              hot_state *hs)
+/* Adds the n logits hx (all in split segment h; padded to a multiple of 8) to its lanes:
+ * offsets8's operations with O_k broadcast. */
+AVX512 static void split_sum512(const apl_sorted_plan *p, const float *hx, size_t n,
+                                split_state *ss, int h)
 {
     const __m512d qscale = _mm512_set1_pd(ldexp(0.5 / p->delta, APL_HIST_OFFSET_BITS)),
-                  Ok = _mm512_set1_pd(hs->Okh);
+                  Ok = _mm512_set1_pd(ss->O[h]);
     const __m512i limb = _mm512_set1_epi64((int64_t)LIMB_MASK), one = _mm512_set1_epi64(1);
-    __m512i hc = _mm512_loadu_si512(hs->c), hlo = _mm512_loadu_si512(hs->lo),
-            hhi = _mm512_loadu_si512(hs->hi);
+    __m512i hc = _mm512_loadu_si512(ss->c[h]), hlo = _mm512_loadu_si512(ss->lo[h]),
+            hhi = _mm512_loadu_si512(ss->hi[h]);
     for (size_t i = 0; i < n; i += 8) {
         const __mmask8 in = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1);
         __m512d r = _mm512_roundscale_pd(
@@ -913,28 +937,34 @@ AVX512 static void hot_sum512(const apl_sorted_plan *p, const float *hx, size_t 
         hlo = _mm512_mask_add_epi64(hlo, in, hlo, _mm512_and_si512(q, limb));
         hhi = _mm512_mask_add_epi64(hhi, in, hhi, _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
     }
-    _mm512_storeu_si512(hs->c, hc);
-    _mm512_storeu_si512(hs->lo, hlo);
-    _mm512_storeu_si512(hs->hi, hhi);
+    _mm512_storeu_si512(ss->c[h], hc);
+    _mm512_storeu_si512(ss->lo[h], hlo);
+    _mm512_storeu_si512(ss->hi[h], hhi);
 }
 
-/* expand_codes512 for a split chunk: elements in hbits take kh. */
-AVX512 static void expand_hot512(const uint32_t *bits, const uint32_t *hbits, uint32_t kh,
-                                 const uint32_t *ks, size_t len, uint32_t *codes)
+/* expand_codes512 for a split chunk: the elements of split segment h take its segment. */
+AVX512 static void expand_split512(const uint32_t *bits, uint32_t (*hbits)[CHUNK / 32],
+                                   const split_state *ss, const uint32_t *ks, size_t len,
+                                   uint32_t *codes)
 {
-    const __m512i inv = _mm512_set1_epi32((int32_t)MEMO_INVALID), vkh = _mm512_set1_epi32((int)kh);
+    const __m512i inv = _mm512_set1_epi32((int32_t)MEMO_INVALID);
     size_t r = 0, j = 0;
     for (; j + 16 <= len; j += 16) {
-        const __mmask16 mask = (__mmask16)(bits[j / 32] >> (j % 32)),
-                        hm = (__mmask16)(hbits[j / 32] >> (j % 32));
-        _mm512_storeu_si512(codes + j, _mm512_mask_expandloadu_epi32(
-                                           _mm512_mask_blend_epi32(hm, inv, vkh), mask, ks + r));
+        const __mmask16 mask = (__mmask16)(bits[j / 32] >> (j % 32));
+        __m512i src = inv;
+        for (int h = 0; h < SPLIT; h++)
+            src = _mm512_mask_blend_epi32((__mmask16)(hbits[h][j / 32] >> (j % 32)), src,
+                                          _mm512_set1_epi32((int)ss->k[h]));
+        _mm512_storeu_si512(codes + j, _mm512_mask_expandloadu_epi32(src, mask, ks + r));
         r += (size_t)__builtin_popcount((unsigned)mask);
     }
-    for (; j < len; j++)
-        codes[j] = hbits[j / 32] >> (j % 32) & 1u ? kh
-                   : bits[j / 32] >> (j % 32) & 1u ? ks[r++]
-                                                   : MEMO_INVALID;
+    for (; j < len; j++) {
+        uint32_t c = bits[j / 32] >> (j % 32) & 1u ? ks[r++] : MEMO_INVALID;
+        for (int h = 0; h < SPLIT; h++)
+            if (hbits[h][j / 32] >> (j % 32) & 1u)
+                c = ss->k[h];
+        codes[j] = c;
+    }
 }
 
 /* expand_codes, sixteen at a time with expand. */
@@ -1174,13 +1204,16 @@ typedef struct {
     void (*expand)(const uint32_t *bits, const uint32_t *ks, size_t len, uint32_t *codes);
     void (*gcodes)(const apl_sorted_plan *p, const float *s, const uint32_t *codes, size_t len,
                    float *ob);
-    /* The split hot segment (AVX-512 only; NULL: not split). */
-    size_t (*pack_hot)(const float *s, const int8_t *t, size_t len, float thr,
-                       const hot_state *hs, float *xs, uint32_t *js, uint32_t *bits, float *hx,
-                       uint32_t *hbits, size_t *nh, int *anypos);
-    void (*hot_sum)(const apl_sorted_plan *p, const float *hx, size_t n, hot_state *hs);
-    void (*expand_hot)(const uint32_t *bits, const uint32_t *hbits, uint32_t kh,
-                       const uint32_t *ks, size_t len, uint32_t *codes);
+    /* The split segments (AVX-512 only; NULL: none split). */
+    size_t (*pack_split)(const float *s, const int8_t *t, size_t len, float thr,
+                         const split_state *ss, float *xs, uint32_t *js, uint32_t *bits,
+                         float (*hx)[CHUNK + 16], uint32_t (*hbits)[CHUNK / 32], size_t *nh,
+                         int *anypos);
+    void (*split_sum)(const apl_sorted_plan *p, const float *hx, size_t n, split_state *ss,
+                      int h);
+    void (*expand_split)(const uint32_t *bits, uint32_t (*hbits)[CHUNK / 32],
+                         const split_state *ss, const uint32_t *ks, size_t len,
+                         uint32_t *codes);
 } simd_ops;
 
 static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_dense,
@@ -1189,7 +1222,7 @@ static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_d
 static const simd_ops ops_avx512 = {chunk_bits512,  list_from_bits512, pack_valid512,
                                     fill_dense512,  segs_list512,      offsets_avx512,
                                     gs_avx512,      expand_codes512,   g_codes512,
-                                    pack_hot512,    hot_sum512,        expand_hot512};
+                                    pack_split512,  split_sum512,      expand_split512};
 
 enum { PAD = 16 };
 
@@ -1200,19 +1233,50 @@ static float float_at_or_above(double v)
     return (double)f < v ? nextafterf(f, INFINITY) : f;
 }
 
-/* Chooses the hot segment: the largest count in h (a private histogram), and its bounds. */
-static void hot_choose(const apl_sorted_plan *p, const int64_t *h, hot_state *hs)
+/* Chooses the hot segment (the largest count in h, a private histogram) and the split ones. */
+static void hot_choose(const apl_sorted_plan *p, const int64_t *h, hot_state *hs,
+                       split_state *ss)
 {
-    int64_t best = -1;
-    for (size_t k = 0; k < p->segments; k++)
-        if (h[APL_HIST_WORDS * k] > best) {
-            best = h[APL_HIST_WORDS * k];
-            hs->kh = (uint32_t)k;
+    int64_t best[SPLIT];
+    uint32_t k[SPLIT];
+    for (int i = 0; i < SPLIT; i++)
+        best[i] = 0, k[i] = UINT32_MAX;
+    for (size_t j = 0; j < p->segments; j++) {
+        const int64_t c = h[APL_HIST_WORDS * j];
+        if (c <= best[SPLIT - 1])
+            continue;
+        int i = SPLIT - 1;
+        for (; i > 0 && c > best[i - 1]; i--)
+            best[i] = best[i - 1], k[i] = k[i - 1];
+        best[i] = c, k[i] = (uint32_t)j;
+    }
+    hs->kh = k[0];
+    ss->any = 0;
+    for (int i = 0; i < SPLIT; i++) {
+        ss->k[i] = k[i];
+        ss->flo[i] = INFINITY, ss->fhi[i] = -INFINITY, ss->O[i] = 0.0; /* empty */
+        if (k[i] == UINT32_MAX)
+            continue;
+        const float lo = float_at_or_above(p->O[k[i]]), hi = float_at_or_above(p->O[k[i] + 1]);
+        if (lo >= 2.0f * FLT_MIN || hi <= -2.0f * FLT_MIN) { /* O[S] = +inf */
+            ss->flo[i] = lo, ss->fhi[i] = hi, ss->O[i] = p->O[k[i]];
+            ss->any = 1;
         }
-    hs->Okh = p->O[hs->kh];
-    hs->flo = float_at_or_above(p->O[hs->kh]);
-    hs->fhi = float_at_or_above(p->O[hs->kh + 1]); /* O[S] = +inf */
-    hs->split = hs->flo >= 2.0f * FLT_MIN || hs->fhi <= -2.0f * FLT_MIN;
+    }
+}
+
+/* Adds the split segments' lane sums into histogram h and clears them. */
+static void split_flush(int64_t *h, split_state *ss)
+{
+    for (int i = 0; i < SPLIT; i++) {
+        if (ss->k[i] == UINT32_MAX)
+            continue;
+        int64_t *c = h + APL_HIST_WORDS * ss->k[i];
+        for (int l = 0; l < 8; l++) {
+            c[0] += ss->c[i][l], c[1] += ss->lo[i][l], c[2] += ss->hi[i][l];
+            ss->c[i][l] = ss->lo[i][l] = ss->hi[i][l] = 0;
+        }
+    }
 }
 
 /* Adds the hot segment's lane sums into histogram h (a private one) and clears them. */
@@ -1232,49 +1296,55 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
                              unsigned copies, int atomic, memo_t *memo, int stream)
 {
     const plan_block *b = block_of(p);
-    float xs[CHUNK + PAD], hx[CHUNK + PAD];
+    float xs[CHUNK + PAD], hx[SPLIT][CHUNK + PAD];
     uint32_t js[CHUNK + PAD], ks[CHUNK + PAD], cold[CHUNK + PAD], bits[CHUNK / 32],
-        hbits[CHUNK / 32], cb[CHUNK];
+        hbits[SPLIT][CHUNK / 32], cb[CHUNK];
     uint64_t qs[CHUNK + PAD];
     size_t nv = 0;
     const int hot = !atomic && p->segments <= COPIES_MAX_SEGMENTS;
     hot_state hs = {.kh = UINT32_MAX};
+    split_state ss = {.any = 0};
+    for (int i = 0; i < SPLIT; i++)
+        ss.k[i] = UINT32_MAX;
     size_t chunks = 0;
     int sparse = 1; /* whether the previous chunk was sparse: this one's list from its bits */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
             hot_flush(h, &hs);
-            hot_choose(p, h, &hs);
+            split_flush(h, &ss);
+            hot_choose(p, h, &hs, &ss);
         }
-        /* A dense chunk whose hot segment is split: its elements are summed from hx, without
-         * a table lookup or a gather; the chunk's memo is then codes, whatever its count. */
-        const int split = !sparse && hs.kh != UINT32_MAX && hs.split && ops->pack_hot &&
-                          (!memo || memo_codes(p));
+        /* A dense chunk with split segments: their elements are summed from hx, without a
+         * table lookup or a gather; the chunk's memo is then codes, whatever its count. */
+        const int split = !sparse && ss.any && ops->pack_split && (!memo || memo_codes(p));
         int anypos;
-        size_t m, nh = 0;
+        size_t m, nh[SPLIT] = {0}, nsplit = 0;
         if (sparse) {
             m = ops->scan(s + c0, t + c0, len, p->thr, bits, &anypos);
             if (m)
                 ops->list(s + c0, len, bits, xs, js);
         } else if (split) {
-            m = ops->pack_hot(s + c0, t + c0, len, p->thr, &hs, xs, js, bits, hx, hbits, &nh,
-                              &anypos);
+            m = ops->pack_split(s + c0, t + c0, len, p->thr, &ss, xs, js, bits, hx, hbits, nh,
+                                &anypos);
+            for (int i = 0; i < SPLIT; i++)
+                nsplit += nh[i];
         } else {
             m = ops->pack(s + c0, t + c0, len, p->thr, xs, js, bits, &anypos);
         }
-        sparse = 2 * (m + nh) <= len;
-        nv += m + nh;
-        if (m + nh == 0) {
+        sparse = 2 * (m + nsplit) <= len;
+        nv += m + nsplit;
+        if (m + nsplit == 0) {
             if (memo)
                 memo[c0] = anypos ? MEMO_POS : 0;
             continue;
         }
-        if (nh) {
-            for (size_t i = nh; i < nh + PAD; i++)
-                hx[i] = hs.flo;
-            ops->hot_sum(p, hx, nh, &hs);
-        }
+        for (int i = 0; i < SPLIT; i++)
+            if (nh[i]) {
+                for (size_t z = nh[i]; z < nh[i] + PAD; z++)
+                    hx[i][z] = ss.flo[i];
+                ops->split_sum(p, hx[i], nh[i], &ss, i);
+            }
         for (size_t i = m; i < m + PAD; i++)
             xs[i] = p->thr;
         /* Segments and offsets of the whole list first, then the adds: a gather may not run
@@ -1294,7 +1364,7 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
         if (memo && (split || (!memo_fits(p, m, len) && memo_codes(p)))) {
             /* in a buffer, then streamed: the memo is an array as large as the gradient */
             if (split)
-                ops->expand_hot(bits, hbits, hs.kh, ks, len, cb);
+                ops->expand_split(bits, hbits, &ss, ks, len, cb);
             else
                 ops->expand(bits, ks, len, cb);
             cb[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
@@ -1306,8 +1376,10 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
     }
     if (stream)
         _mm_sfence();
-    if (hot)
+    if (hot) {
         hot_flush(h, &hs);
+        split_flush(h, &ss);
+    }
     return nv;
 }
 
