@@ -798,7 +798,7 @@ AVX2 static void gs_avx2(const apl_sorted_plan *p, const float *xs, const uint32
  * nearly every element is a valid negative, the passes are bound by instructions per element,
  * and these take about half as many. The same IEEE operations in the same order, so bitwise the
  * same results as the AVX2 and the portable kernels (test_phases checks all three). */
-#define AVX512 __attribute__((target("avx2,bmi2,avx512f,avx512vl,avx512dq")))
+#define AVX512 __attribute__((target("avx2,bmi2,avx512f,avx512vl,avx512dq,avx512bw")))
 
 /* pack_valid, sixteen at a time. */
 AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, float thr,
@@ -881,33 +881,34 @@ AVX512 static size_t pack_split512(const float *s, const int8_t *t, size_t len, 
         vhi[h] = _mm512_set1_ps(ss->fhi[h]);
         nh[h] = 0;
     }
-    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1),
-                  sixteen = _mm512_set1_epi32(16);
-    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __mmask16 pos = 0;
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
+    __mmask64 pos = 0;
     size_t m = 0, j = 0;
-    for (; j + 16 <= len; j += 16) {
-        prefetch_ahead(s, t, j);
-        const __m512i tv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(t + j)));
-        const __m512 x = _mm512_loadu_ps(s + j);
-        pos |= _mm512_cmpeq_epi32_mask(tv, one);
-        __mmask16 cm = _mm512_cmpeq_epi32_mask(tv, zero) &
-                       _mm512_cmp_ps_mask(x, vthr, _CMP_GE_OQ);
-        for (int h = 0; h < SPLIT; h++) {
-            const __mmask16 hm = _mm512_mask_cmp_ps_mask(cm, x, vlo[h], _CMP_GE_OQ) &
-                                 _mm512_cmp_ps_mask(x, vhi[h], _CMP_LT_OQ);
-            _mm512_storeu_ps(hx[h] + nh[h], _mm512_maskz_compress_ps(hm, x));
-            const uint16_t h16 = (uint16_t)hm;
-            memcpy((uint8_t *)hbits[h] + j / 8, &h16, sizeof h16);
-            nh[h] += (size_t)__builtin_popcount((unsigned)hm);
-            cm &= (__mmask16)~hm;
+    /* The targets 64 at a time (byte compares), the logits 16 at a time. The list holds no
+     * positions: a split chunk's memo is codes, made from the bits. */
+    for (; j + 64 <= len; j += 64) {
+        for (size_t q = 0; q < 64; q += 16)
+            prefetch_ahead(s, t, j + q);
+        const __m512i tv = _mm512_loadu_si512(t + j);
+        pos |= _mm512_cmpeq_epi8_mask(tv, one);
+        const uint64_t neg = _mm512_cmpeq_epi8_mask(tv, zero);
+        for (size_t q = 0; q < 64; q += 16) {
+            const __m512 x = _mm512_loadu_ps(s + j + q);
+            __mmask16 cm = _mm512_mask_cmp_ps_mask((__mmask16)(neg >> q), x, vthr, _CMP_GE_OQ);
+            for (int h = 0; h < SPLIT; h++) {
+                const __mmask16 hm = _mm512_mask_cmp_ps_mask(cm, x, vlo[h], _CMP_GE_OQ) &
+                                     _mm512_cmp_ps_mask(x, vhi[h], _CMP_LT_OQ);
+                _mm512_storeu_ps(hx[h] + nh[h], _mm512_maskz_compress_ps(hm, x));
+                const uint16_t h16 = (uint16_t)hm;
+                memcpy((uint8_t *)hbits[h] + (j + q) / 8, &h16, sizeof h16);
+                nh[h] += (size_t)__builtin_popcount((unsigned)hm);
+                cm &= (__mmask16)~hm;
+            }
+            _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(cm, x));
+            const uint16_t c16 = (uint16_t)cm;
+            memcpy((uint8_t *)bits + (j + q) / 8, &c16, sizeof c16);
+            m += (size_t)__builtin_popcount((unsigned)cm);
         }
-        _mm512_storeu_ps(xs + m, _mm512_maskz_compress_ps(cm, x));
-        _mm512_storeu_si512(js + m, _mm512_maskz_compress_epi32(cm, idx));
-        const uint16_t c16 = (uint16_t)cm;
-        memcpy((uint8_t *)bits + j / 8, &c16, sizeof c16);
-        m += (size_t)__builtin_popcount((unsigned)cm);
-        idx = _mm512_add_epi32(idx, sixteen);
     }
     *anypos = pos != 0;
     return pack_split_rest(s, t, j, len, thr, ss->flo, ss->fhi, xs, js, bits, hx, hbits, nh, m,
@@ -1479,7 +1480,8 @@ static int simd_level(const apl_sorted_plan *p)
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2"))
         return 0;
     if (p->simd >= 2 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw"))
         return 2;
     return p->simd >= 1;
 #else
