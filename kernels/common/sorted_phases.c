@@ -1353,8 +1353,9 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
          * addresses come from the gathers) would chain every group to the one before. */
         ops->segs(b, xs, m, ks);
         size_t nc = 0;
-        ops->offsets(p, xs, ks, m, qs, hot ? &hs : NULL, cold, &nc);
-        if (hot) {
+        /* In a split chunk the hot segment's elements are already summed: no hot lanes. */
+        ops->offsets(p, xs, ks, m, qs, hot && !split ? &hs : NULL, cold, &nc);
+        if (hot && !split) {
             for (size_t c = 0; c < nc; c++)
                 hist_add(h + (c & (copies - 1)) * words, ks[cold[c]], qs[cold[c]], 0);
         } else {
