@@ -29,6 +29,7 @@ __extension__ typedef unsigned __int128 u128;
 /* The memo may live in the caller's float gradient array: accessed through a type that may
  * alias anything. */
 typedef uint32_t __attribute__((may_alias)) memo_t;
+typedef uint16_t __attribute__((may_alias)) memo16_t;
 
 #define LIMB_MASK ((UINT64_C(1) << APL_HIST_LIMB_BITS) - 1)
 #define QMAX 0x1p52 - 1.0 /* largest offset: 2^52 - 1, so q + 2^52 stays in [2^52, 2^53) */
@@ -239,9 +240,15 @@ static size_t positives_range(const apl_sorted_plan *p, const float *s, const in
  * A chunk with few valid negatives is a list: a header at the chunk's first entry (the number
  * of valid negatives, MEMO_COUNT bits, and MEMO_POS when the chunk holds a positive), then for
  * each valid negative in element order its logit's bits and (segment << CHUNK_BITS) | its
- * position in the chunk. Any other chunk is codes: entry j holds element j's segment, or
- * MEMO_INVALID where it is not a valid negative (MEMO_CODE bits), and the first entry also
- * carries MEMO_CODES (and MEMO_CODES_POS when the chunk holds a positive). Apply then reads a
+ * position in the chunk. Any other chunk is codes: each element's segment, or an invalid mark
+ * where it is not a valid negative. With fewer than MEMO_INVALID16 segments (and CODES16_MIN
+ * elements or more), 16 bits each: the first entry is a header, MEMO_CODES16 (and
+ * MEMO_CODES_POS when the chunk holds a positive), and the codes start at the first 64-byte
+ * boundary after it (codes16_at; MEMO_INVALID16: invalid), so that histogram writes them in
+ * whole cache lines and the memo traffic is half that of 32-bit codes. That place depends on
+ * the memo's address, which is why apply must get the same array. Otherwise 32 bits each:
+ * entry j holds element j's segment or MEMO_INVALID (MEMO_CODE bits), and the first entry also
+ * carries MEMO_CODES (and MEMO_CODES_POS). Apply then reads a
  * listed chunk from the memo (its logits and targets only when it holds a positive), and a coded
  * chunk's logits but neither its targets nor its segments; it writes the chunk's gradient after
  * reading its entries, so the memo may be the gradient itself. Where the segments do not fit
@@ -257,6 +264,9 @@ enum { CHUNK_BITS = 10, CHUNK = 1 << CHUNK_BITS };
 #define MEMO_CODES_POS (UINT32_C(1) << 30)
 #define MEMO_CODE ((UINT32_C(1) << 23) - 1) /* above every segment (< MEMO_MAX_SEGMENTS) */
 #define MEMO_INVALID MEMO_CODE
+#define MEMO_CODES16 (UINT32_C(1) << 29) /* above a list header's bits, below MEMO_CODES_POS */
+#define MEMO_INVALID16 0xffffu
+#define CODES16_MIN 64 /* the header, up to 63 bytes to a line's start and len codes fit */
 
 /* Whether the list of m valid negatives of a chunk of len elements goes into the memo. */
 static inline int memo_fits(const apl_sorted_plan *p, size_t m, size_t len)
@@ -284,6 +294,60 @@ static inline float bits_float(uint32_t u)
     return x;
 }
 
+/* Where a chunk's 16-bit codes start (see the memo above). */
+static inline uintptr_t codes16_at(const memo_t *memo)
+{
+    return ((uintptr_t)(memo + 1) + 63) & ~(uintptr_t)63;
+}
+
+/* Element j's code in a coded chunk's codes (16 bits when narrow), MEMO_INVALID if invalid. */
+static inline uint32_t code_at(const void *codes, int narrow, size_t j)
+{
+    if (narrow) {
+        const uint32_t c = ((const memo16_t *)codes)[j];
+        return c == MEMO_INVALID16 ? MEMO_INVALID : c;
+    }
+    return ((const memo_t *)codes)[j] & MEMO_CODE;
+}
+
+/* A coded chunk's codes and width from its memo (the header says which form). */
+static inline const void *codes_of(const memo_t *memo, int *narrow)
+{
+    *narrow = (memo[0] & MEMO_CODES) == 0;
+    return *narrow ? (const void *)codes16_at(memo) : (const void *)memo;
+}
+
+/* 32-bit codes c[0, len) (MEMO_INVALID or a segment below MEMO_INVALID16) to 16 bits. */
+static void narrow_codes(const uint32_t *c, size_t len, memo16_t *out)
+{
+    for (size_t j = 0; j < len; j++)
+        out[j] = (uint16_t)(c[j] < MEMO_INVALID16 ? c[j] : MEMO_INVALID16);
+}
+
+/* Copies a chunk's assembled gradient ob[0, len) to g; stream: with non-temporal stores. */
+static void chunk_store(float *g, const float *ob, size_t len, int stream);
+
+/* Writes a coded chunk's memo from its 32-bit codes cb[0, len) (changed: cb is scratch), in
+ * the narrow form where it applies. narrow: the instruction set's narrow_codes. */
+static void codes_store(const apl_sorted_plan *p, memo_t *memo, uint32_t *cb, size_t len,
+                        int anypos, int stream,
+                        void (*narrow)(const uint32_t *c, size_t len, memo16_t *out))
+{
+    const uint32_t pos = anypos ? MEMO_CODES_POS : 0;
+    if (p->segments < MEMO_INVALID16 && len >= CODES16_MIN) {
+        uint32_t w[CHUNK / 2]; /* len 16-bit codes, padded to whole entries */
+        narrow(cb, len, (memo16_t *)w);
+        if (len % 2)
+            ((memo16_t *)w)[len] = MEMO_INVALID16;
+        memo[0] = MEMO_CODES16 | pos;
+        chunk_store((float *)codes16_at(memo), (const float *)(const void *)w, (len + 1) / 2,
+                    stream);
+    } else {
+        cb[0] |= MEMO_CODES | pos;
+        chunk_store((float *)(void *)memo, (const float *)(const void *)cb, len, stream);
+    }
+}
+
 /* Writes a chunk's memo from its list: m entries of xs (logits), ks (segments), js (positions
  * in the chunk). The vector kernels write codes with their own expand step instead. */
 static void memo_write(const apl_sorted_plan *p, memo_t *memo, size_t len, size_t m, int anypos,
@@ -296,11 +360,12 @@ static void memo_write(const apl_sorted_plan *p, memo_t *memo, size_t len, size_
             memo[2 + 2 * i] = ks[i] << CHUNK_BITS | js[i];
         }
     } else if (memo_codes(p)) {
+        uint32_t cb[CHUNK];
         for (size_t j = 0; j < len; j++)
-            memo[j] = MEMO_INVALID;
+            cb[j] = MEMO_INVALID;
         for (size_t i = 0; i < m; i++)
-            memo[js[i]] = ks[i];
-        memo[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
+            cb[js[i]] = ks[i];
+        codes_store(p, memo, cb, len, anypos, 0, narrow_codes);
     } else {
         memo[0] = (uint32_t)m | (anypos ? MEMO_POS : 0) | MEMO_DENSE;
     }
@@ -318,9 +383,6 @@ static size_t memo_read(const memo_t *memo, float *xs, uint32_t *ks, uint32_t *j
     }
     return m;
 }
-
-/* Copies a chunk's assembled gradient ob[0, len) to g; stream: with non-temporal stores. */
-static void chunk_store(float *g, const float *ob, size_t len, int stream);
 
 /* ---- portable kernels over [j0, j1) (j0 a multiple of CHUNK) ---- */
 
@@ -366,9 +428,11 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     size_t bad = (size_t)-1;
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
-        if (memo && (memo[c0] & MEMO_CODES)) {
+        if (memo && (memo[c0] & (MEMO_CODES | MEMO_CODES16))) {
+            int narrow;
+            const void *codes = codes_of(memo + c0, &narrow);
             for (size_t j = 0; j < len; j++) {
-                const uint32_t k = memo[c0 + j] & MEMO_CODE;
+                const uint32_t k = code_at(codes, narrow, j);
                 ob[j] = k == MEMO_INVALID ? 0.0f : eval_g(p, (double)s[c0 + j], k);
             }
             if (memo[c0] & MEMO_CODES_POS) {
@@ -758,15 +822,18 @@ AVX2 static void offsets_avx2(const apl_sorted_plan *p, const float *xs, const u
 
 /* A coded chunk's gradient (see the memo above): ob[j] = G(s[j]) in segment codes[j], exactly
  * 0 where the code is MEMO_INVALID (computed on a valid stand-in and masked). */
-AVX2 static void g_codes(const apl_sorted_plan *p, const float *s, const uint32_t *codes,
-                         size_t len, float *ob)
+AVX2 static inline void g_codes_w(const apl_sorted_plan *p, const float *s, const void *codes,
+                                  int narrow, size_t len, float *ob)
 {
     const __m256i cm = _mm256_set1_epi32((int32_t)MEMO_CODE),
-                  inv = _mm256_set1_epi32((int32_t)MEMO_INVALID);
+                  inv = _mm256_set1_epi32((int32_t)(narrow ? MEMO_INVALID16 : MEMO_INVALID));
     const __m256 thr = _mm256_set1_ps(p->thr);
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
-        __m256i k = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(codes + j)), cm);
+        __m256i k = narrow ? _mm256_cvtepu16_epi32(
+                                 _mm_loadu_si128((const __m128i *)((const memo16_t *)codes + j)))
+                           : _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(
+                                                  (const memo_t *)codes + j)), cm);
         const __m256i bad = _mm256_cmpeq_epi32(k, inv);
         k = _mm256_andnot_si256(bad, k);
         const __m256 x = _mm256_blendv_ps(_mm256_loadu_ps(s + j), thr, _mm256_castsi256_ps(bad));
@@ -778,10 +845,35 @@ AVX2 static void g_codes(const apl_sorted_plan *p, const float *s, const uint32_
                                                   _mm256_set_m128(hi, lo)));
     }
     for (; j < len; j++) {
-        const uint32_t k = codes[j] & MEMO_CODE;
+        const uint32_t k = code_at(codes, narrow, j);
         ob[j] = k == MEMO_INVALID ? 0.0f : eval_g(p, (double)s[j], k);
     }
 }
+
+/* A coded chunk's gradient (see the memo above): ob[j] = G(s[j]) in the segment of code j,
+ * exactly 0 where the code is invalid (computed on a valid stand-in and masked). */
+AVX2 static void g_codes(const apl_sorted_plan *p, const float *s, const void *codes, int narrow,
+                         size_t len, float *ob)
+{
+    if (narrow)
+        g_codes_w(p, s, codes, 1, len, ob);
+    else
+        g_codes_w(p, s, codes, 0, len, ob);
+}
+
+/* narrow_codes, eight at a time. */
+AVX2 static void narrow_codes_avx2(const uint32_t *c, size_t len, memo16_t *out)
+{
+    const __m256i top = _mm256_set1_epi32((int32_t)MEMO_INVALID16);
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        const __m256i v = _mm256_min_epu32(_mm256_loadu_si256((const __m256i *)(c + j)), top);
+        _mm_storeu_si128((__m128i *)(out + j), _mm_packus_epi32(_mm256_castsi256_si128(v),
+                                                                _mm256_extracti128_si256(v, 1)));
+    }
+    narrow_codes(c + j, len - j, out + j);
+}
+
 
 /* gs[i] = G(xs[i]) in segment ks[i], i < m (padded). */
 AVX2 static void gs_avx2(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
@@ -1139,15 +1231,17 @@ AVX512 static void offsets_avx512(const apl_sorted_plan *p, const float *xs, con
 }
 
 /* g_codes, sixteen at a time. */
-AVX512 static void g_codes512(const apl_sorted_plan *p, const float *s, const uint32_t *codes,
-                              size_t len, float *ob)
+AVX512 static inline void g_codes512_w(const apl_sorted_plan *p, const float *s,
+                                       const void *codes, int narrow, size_t len, float *ob)
 {
     const __m512i cm = _mm512_set1_epi32((int32_t)MEMO_CODE),
-                  inv = _mm512_set1_epi32((int32_t)MEMO_INVALID);
+                  inv = _mm512_set1_epi32((int32_t)(narrow ? MEMO_INVALID16 : MEMO_INVALID));
     const __m512 thr = _mm512_set1_ps(p->thr);
     size_t j = 0;
     for (; j + 16 <= len; j += 16) {
-        __m512i k = _mm512_and_si512(_mm512_loadu_si512(codes + j), cm);
+        __m512i k = narrow ? _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                 (const __m256i *)((const memo16_t *)codes + j)))
+                           : _mm512_and_si512(_mm512_loadu_si512((const memo_t *)codes + j), cm);
         const __mmask16 ok = _mm512_cmpneq_epi32_mask(k, inv);
         k = _mm512_maskz_mov_epi32(ok, k);
         const __m512 x = _mm512_mask_blend_ps(ok, thr, _mm512_loadu_ps(s + j));
@@ -1160,8 +1254,30 @@ AVX512 static void g_codes512(const apl_sorted_plan *p, const float *s, const ui
             _mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
         _mm512_storeu_ps(ob + j, _mm512_maskz_mov_ps(ok, g));
     }
-    g_codes(p, s + j, codes + j, len - j, ob + j);
+    g_codes(p, s + j, narrow ? (const void *)((const memo16_t *)codes + j)
+                             : (const void *)((const memo_t *)codes + j),
+            narrow, len - j, ob + j);
 }
+
+AVX512 static void g_codes512(const apl_sorted_plan *p, const float *s, const void *codes,
+                              int narrow, size_t len, float *ob)
+{
+    if (narrow)
+        g_codes512_w(p, s, codes, 1, len, ob);
+    else
+        g_codes512_w(p, s, codes, 0, len, ob);
+}
+
+/* narrow_codes, sixteen at a time (unsigned saturation maps MEMO_INVALID to MEMO_INVALID16). */
+AVX512 static void narrow_codes512(const uint32_t *c, size_t len, memo16_t *out)
+{
+    size_t j = 0;
+    for (; j + 16 <= len; j += 16)
+        _mm256_storeu_si256((__m256i *)(out + j),
+                            _mm512_cvtusepi32_epi16(_mm512_loadu_si512(c + j)));
+    narrow_codes(c + j, len - j, out + j);
+}
+
 
 /* gs_avx2, eight at a time. */
 AVX512 static void gs_avx512(const apl_sorted_plan *p, const float *xs, const uint32_t *ks,
@@ -1203,8 +1319,9 @@ typedef struct {
     void (*gs)(const apl_sorted_plan *p, const float *xs, const uint32_t *ks, size_t m,
                float *gs);
     void (*expand)(const uint32_t *bits, const uint32_t *ks, size_t len, uint32_t *codes);
-    void (*gcodes)(const apl_sorted_plan *p, const float *s, const uint32_t *codes, size_t len,
-                   float *ob);
+    void (*gcodes)(const apl_sorted_plan *p, const float *s, const void *codes, int narrow,
+                   size_t len, float *ob);
+    void (*narrow)(const uint32_t *c, size_t len, memo16_t *out);
     /* The split segments (AVX-512 only; NULL: none split). */
     size_t (*pack_split)(const float *s, const int8_t *t, size_t len, float thr,
                          const split_state *ss, float *xs, uint32_t *js, uint32_t *bits,
@@ -1219,10 +1336,12 @@ typedef struct {
 
 static const simd_ops ops_avx2 = {chunk_bits, list_from_bits, pack_valid, fill_dense,
                                   segs_list,  offsets_avx2,   gs_avx2,    expand_codes,
-                                  g_codes,    NULL,           NULL,       NULL};
+                                  g_codes,    narrow_codes_avx2, NULL,    NULL,
+                                  NULL};
 static const simd_ops ops_avx512 = {chunk_bits512,  list_from_bits512, pack_valid512,
                                     fill_dense512,  segs_list512,      offsets_avx512,
                                     gs_avx512,      expand_codes512,   g_codes512,
+                                    narrow_codes512,
                                     pack_split512,  split_sum512,      expand_split512};
 
 enum { PAD = 16 };
@@ -1311,6 +1430,9 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
     int sparse = 1; /* whether the previous chunk was sparse: this one's list from its bits */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK, chunks++) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
+        if (memo) /* the header's line of the chunk after next, for writing: a store that
+                     misses the caches holds up the stores behind it (the adds) */
+            __builtin_prefetch(memo + c0 + 2 * CHUNK, 1, 3);
         if (hot && chunks && ((chunks & (chunks - 1)) == 0 || chunks % 32 == 0)) {
             hot_flush(h, &hs);
             split_flush(h, &ss);
@@ -1369,9 +1491,7 @@ static size_t hist_range_vec(const apl_sorted_plan *p, const simd_ops *ops, cons
                 ops->expand_split(bits, hbits, &ss, ks, len, cb);
             else
                 ops->expand(bits, ks, len, cb);
-            cb[0] |= MEMO_CODES | (anypos ? MEMO_CODES_POS : 0);
-            chunk_store((float *)(void *)(memo + c0), (const float *)(const void *)cb, len,
-                        stream);
+            codes_store(p, memo + c0, cb, len, anypos, stream, ops->narrow);
         } else if (memo) {
             memo_write(p, memo + c0, len, m, anypos, xs, ks, js);
         }
@@ -1413,9 +1533,11 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         const float *sc = s + c0;
         int anypos;
-        if (memo && (memo[c0] & MEMO_CODES)) { /* coded by histogram */
+        if (memo && (memo[c0] & (MEMO_CODES | MEMO_CODES16))) { /* coded by histogram */
             anypos = (memo[c0] & MEMO_CODES_POS) != 0;
-            ops->gcodes(p, sc, memo + c0, len, ob);
+            int narrow;
+            const void *codes = codes_of(memo + c0, &narrow);
+            ops->gcodes(p, sc, codes, narrow, len, ob);
         } else if (memo && !(memo[c0] & MEMO_DENSE)) { /* listed by histogram */
             anypos = (memo[c0] & MEMO_POS) != 0;
             const size_t m = memo_read(memo + c0, xs, ks, js);
