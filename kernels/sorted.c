@@ -140,8 +140,9 @@ APL_VARIANT_FN(apl_sorted)
                           "segments", plan->segments);
     }
     /* The memo lives in the gradient: pass 1 lists each sparse chunk's valid negatives there
-     * (logit, segment, position), so apply reads those chunks' short lists instead of their
-     * logits and targets, and never looks a segment up twice (phases.h). */
+     * (logit, segment, position) and codes each other chunk's elements (segment or invalid),
+     * so apply reads short lists instead of logits and targets, no targets at all in a coded
+     * chunk, and never looks a segment up twice (phases.h). */
     uint32_t *memo = (uint32_t *)(void *)out->grad;
     if (st == APL_OK)
         st = apl_sorted_histogram(plan, p->logits, p->targets, p->n, hist, memo, p->threads,

@@ -91,11 +91,14 @@ size_t apl_sorted_hist_len(const apl_sorted_plan *plan);
 /* Adds the valid negatives among n elements (target 0, logit >= plan->thr) to hist (zero it
  * first, or pass the running histogram of earlier parts) and their count to *valid (if not
  * NULL, set, not added). memo: NULL, or n uint32 entries of scratch that histogram fills for
- * apl_sorted_apply on the same elements: for each chunk of 1024 elements with few valid
- * negatives, their list (logit, segment, position), so that apply reads that instead of the
- * chunk's logits and targets and does not search again. It may be the memory of that call's
- * gradient (apply reads a chunk's entries before it writes the chunk). The layout is this
- * library's own and does not depend on the thread counts of either call. Uses `threads`
+ * apl_sorted_apply on the same elements, per chunk of 1024 elements: for a chunk with few valid
+ * negatives their list (logit, segment, position), for the others each element's segment or an
+ * invalid mark (16 bits each when there are fewer than 65535 segments), so that apply does not
+ * search again and reads neither a listed chunk's logits and targets nor a coded chunk's
+ * targets. It may be the memory of that call's gradient (apply reads a chunk's entries before
+ * it writes the chunk). The layout is this library's own; it does not depend on the thread
+ * counts of either call, but it does on the memo's address (16-bit codes start at a cache
+ * line), so apply must be given the same array, not a copy. Uses `threads`
  * threads (apl_threads convention: 0 = default); the result does not depend on it. Allocates a
  * private histogram per thread when the segments are few (S <= 2^16) and adds atomically
  * otherwise. Safe to call concurrently on one plan with different hist. */
@@ -131,8 +134,8 @@ apl_status apl_sorted_finish_ap(apl_sorted_plan *plan, const int64_t *hist, doub
 
 /* Writes all n gradient entries: G at valid negatives, pos_grad of the matching sorted
  * positive (by logit; tied positives share a value) at targets == 1, exactly 0 elsewhere.
- * memo: NULL, or the array apl_sorted_histogram filled for these same elements (it may be
- * grad itself). A positive logit that is not in the plan is APL_ERR_INPUT. `threads` as in histogram;
+ * memo: NULL, or the array apl_sorted_histogram filled for these same elements, at the same
+ * address (it may be grad itself). A positive logit that is not in the plan is APL_ERR_INPUT. `threads` as in histogram;
  * no allocation. */
 apl_status apl_sorted_apply(const apl_sorted_plan *plan, const float *logits,
                             const int8_t *targets, size_t n, const uint32_t *memo, float *grad,

@@ -920,6 +920,18 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
     return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
 }
 
+/* The targets of elements [j, j + 64) in byte compares: a bit per negative (t == 0); a positive
+ * among them sets *pos. Prefetches as the scans do. */
+AVX512 static inline uint64_t negatives64(const float *s, const int8_t *t, size_t j,
+                                          __mmask64 *pos)
+{
+    for (size_t q = 0; q < 64; q += 16)
+        prefetch_ahead(s, t, j + q);
+    const __m512i tv = _mm512_loadu_si512(t + j);
+    *pos |= _mm512_cmpeq_epi8_mask(tv, _mm512_set1_epi8(1));
+    return _mm512_cmpeq_epi8_mask(tv, _mm512_setzero_si512());
+}
+
 /* The scalar end of pack_split512, elements [j, len): the split segments' logits into hx[h]
  * (their bits in hbits[h], nh[h] of them), the other valid negatives as pack_rest. Returns the
  * new count of the others. */
@@ -973,17 +985,12 @@ AVX512 static size_t pack_split512(const float *s, const int8_t *t, size_t len, 
         vhi[h] = _mm512_set1_ps(ss->fhi[h]);
         nh[h] = 0;
     }
-    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
     __mmask64 pos = 0;
     size_t m = 0, j = 0;
-    /* The targets 64 at a time (byte compares), the logits 16 at a time. The list holds no
-     * positions: a split chunk's memo is codes, made from the bits. */
+    /* The targets 64 at a time, the logits 16 at a time. The list holds no positions: a split
+     * chunk's memo is codes, made from the bits. */
     for (; j + 64 <= len; j += 64) {
-        for (size_t q = 0; q < 64; q += 16)
-            prefetch_ahead(s, t, j + q);
-        const __m512i tv = _mm512_loadu_si512(t + j);
-        pos |= _mm512_cmpeq_epi8_mask(tv, one);
-        const uint64_t neg = _mm512_cmpeq_epi8_mask(tv, zero);
+        const uint64_t neg = negatives64(s, t, j, &pos);
         for (size_t q = 0; q < 64; q += 16) {
             const __m512 x = _mm512_loadu_ps(s + j + q);
             __mmask16 cm = _mm512_mask_cmp_ps_mask((__mmask16)(neg >> q), x, vthr, _CMP_GE_OQ);
@@ -1079,15 +1086,10 @@ AVX512 static size_t chunk_bits512(const float *s, const int8_t *t, size_t len, 
                                    uint32_t *bits, int *anypos)
 {
     const __m512 vthr = _mm512_set1_ps(thr);
-    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
     __mmask64 pos = 0;
     size_t m = 0, j = 0;
     for (; j + 64 <= len; j += 64) {
-        for (size_t q = 0; q < 64; q += 16)
-            prefetch_ahead(s, t, j + q);
-        const __m512i tv = _mm512_loadu_si512(t + j);
-        pos |= _mm512_cmpeq_epi8_mask(tv, one);
-        uint64_t v = _mm512_cmpeq_epi8_mask(tv, zero);
+        uint64_t v = negatives64(s, t, j, &pos);
         uint64_t ge = 0;
         for (int q = 0; q < 4; q++)
             ge |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(s + j + 16 * q), vthr, _CMP_GE_OQ)
