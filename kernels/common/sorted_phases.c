@@ -1531,9 +1531,16 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
     int32_t vs[CHUNK + PAD];
     size_t bad = (size_t)-1;
     int density = 0; /* the previous computed chunk's: 0 sparse, 1 between, 2 dense */
+    size_t mlast = 0;  /* the previous chunk's list length, if it was listed */
     for (size_t c0 = j0; c0 < j1; c0 += CHUNK) {
         const size_t len = j1 - c0 < CHUNK ? j1 - c0 : CHUNK;
         const float *sc = s + c0;
+        /* The memo lines of the chunk after next that a list like this one would take (at
+         * least the header's): a listed chunk is read from the memo alone, a short run of lines
+         * every 4 KiB, which the hardware does not fetch ahead. */
+        for (size_t w = 0; memo && c0 + 2 * CHUNK < j1 && w <= 2 * mlast; w += 16)
+            _mm_prefetch((const char *)(memo + c0 + 2 * CHUNK + w), _MM_HINT_T0);
+        mlast = 0;
         int anypos;
         if (memo && (memo[c0] & (MEMO_CODES | MEMO_CODES16))) { /* coded by histogram */
             anypos = (memo[c0] & MEMO_CODES_POS) != 0;
@@ -1546,6 +1553,7 @@ static size_t apply_range_vec(const apl_sorted_plan *p, const simd_ops *ops, con
             for (size_t i = m; i < m + PAD; i++)
                 xs[i] = p->thr, ks[i] = 0;
             list_to_chunk(p, ops, xs, ks, js, m, len, gs, ob);
+            mlast = m;
         } else {
             size_t m;
             if (density == 2) {
