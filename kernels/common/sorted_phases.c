@@ -468,8 +468,9 @@ static size_t apply_range_scalar(const apl_sorted_plan *p, const float *s, const
     return bad;
 }
 
-/* The scalar end of a chunk scan, elements [j, len) (the vector loop's remainder): pack_valid's
- * and fill_dense's, for every instruction set. Return the new count. */
+/* The scalar ends of the chunk scans, elements [j, len) (the vector loop's remainder):
+ * pack_valid's (with the chunk's bits) and fill_dense's, for every instruction set. Return the
+ * new count. */
 static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
                                float *xs, uint32_t *js, uint32_t *bits, size_t m, int *anypos)
 {
@@ -488,14 +489,6 @@ static inline size_t pack_rest(const float *s, const int8_t *t, size_t j, size_t
     return m;
 }
 
-/* The scalar end of expand (below): codes for elements [j, len). */
-static inline void expand_rest(const uint32_t *bits, const uint32_t *ks, size_t j, size_t r,
-                               size_t len, uint32_t *codes)
-{
-    for (; j < len; j++)
-        codes[j] = bits[j / 32] >> (j % 32) & 1u ? ks[r++] : MEMO_INVALID;
-}
-
 static inline size_t fill_rest(const float *s, const int8_t *t, size_t j, size_t len, float thr,
                                float *xs, int32_t *vs, size_t m, int *anypos)
 {
@@ -507,6 +500,14 @@ static inline size_t fill_rest(const float *s, const int8_t *t, size_t j, size_t
         *anypos |= t[j] == 1;
     }
     return m;
+}
+
+/* The scalar end of expand (below): codes for elements [j, len). */
+static inline void expand_rest(const uint32_t *bits, const uint32_t *ks, size_t j, size_t r,
+                               size_t len, uint32_t *codes)
+{
+    for (; j < len; j++)
+        codes[j] = bits[j / 32] >> (j % 32) & 1u ? ks[r++] : MEMO_INVALID;
 }
 
 /* ---- vector kernels ----
@@ -820,8 +821,7 @@ AVX2 static void offsets_avx2(const apl_sorted_plan *p, const float *xs, const u
     *ncold = nc;
 }
 
-/* A coded chunk's gradient (see the memo above): ob[j] = G(s[j]) in segment codes[j], exactly
- * 0 where the code is MEMO_INVALID (computed on a valid stand-in and masked). */
+/* g_codes for one width of codes (narrow: 16 bits), so that each loop has its own. */
 AVX2 static inline void g_codes_w(const apl_sorted_plan *p, const float *s, const void *codes,
                                   int narrow, size_t len, float *ob)
 {
@@ -918,6 +918,17 @@ AVX512 static size_t pack_valid512(const float *s, const int8_t *t, size_t len, 
     }
     *anypos = pos != 0;
     return pack_rest(s, t, j, len, thr, xs, js, bits, m, anypos);
+}
+
+/* offset_q of eight logits x in segments with breakpoints Ok: rint((x - O_k) * qscale) clamped
+ * to [0, 2^52 - 1], as offsets4 (the bits of r + 2^52 below bit 52 are r). */
+AVX512 static inline __m512i q8(__m512d x, __m512d Ok, __m512d qscale)
+{
+    __m512d r = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(x, Ok), qscale),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_min_pd(_mm512_max_pd(r, _mm512_setzero_pd()), _mm512_set1_pd(QMAX));
+    return _mm512_and_si512(_mm512_castpd_si512(_mm512_add_pd(r, _mm512_set1_pd(0x1p52))),
+                            _mm512_set1_epi64((int64_t)((UINT64_C(1) << 52) - 1)));
 }
 
 /* The targets of elements [j, j + 64) in byte compares: a bit per negative (t == 0); a positive
@@ -1026,13 +1037,7 @@ AVX512 static void split_sum512(const apl_sorted_plan *p, const float *hx, size_
             hhi = _mm512_loadu_si512(ss->hi[h]);
     for (size_t i = 0; i < n; i += 8) {
         const __mmask8 in = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1);
-        __m512d r = _mm512_roundscale_pd(
-            _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(hx + i)), Ok), qscale),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        r = _mm512_min_pd(_mm512_max_pd(r, _mm512_setzero_pd()), _mm512_set1_pd(QMAX));
-        const __m512i q = _mm512_and_si512(
-            _mm512_castpd_si512(_mm512_add_pd(r, _mm512_set1_pd(0x1p52))),
-            _mm512_set1_epi64((int64_t)((UINT64_C(1) << 52) - 1)));
+        const __m512i q = q8(_mm512_cvtps_pd(_mm256_loadu_ps(hx + i)), Ok, qscale);
         hc = _mm512_mask_add_epi64(hc, in, hc, one);
         hlo = _mm512_mask_add_epi64(hlo, in, hlo, _mm512_and_si512(q, limb));
         hhi = _mm512_mask_add_epi64(hhi, in, hhi, _mm512_srli_epi64(q, APL_HIST_LIMB_BITS));
@@ -1177,12 +1182,7 @@ AVX512 static void segs_list512(const plan_block *b, const float *xs, size_t m, 
 AVX512 static inline __m512i offsets8(const apl_sorted_plan *p, __m512d x, __m256i k,
                                       __m512d qscale)
 {
-    const __m512d Ok = _mm512_i32gather_pd(k, p->O, 8);
-    __m512d r = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(x, Ok), qscale),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm512_min_pd(_mm512_max_pd(r, _mm512_setzero_pd()), _mm512_set1_pd(QMAX));
-    return _mm512_and_si512(_mm512_castpd_si512(_mm512_add_pd(r, _mm512_set1_pd(0x1p52))),
-                            _mm512_set1_epi64((int64_t)((UINT64_C(1) << 52) - 1)));
+    return q8(x, _mm512_i32gather_pd(k, p->O, 8), qscale);
 }
 
 AVX512 static inline __m256 g8(const apl_sorted_plan *p, __m512d x, __m256i k)
